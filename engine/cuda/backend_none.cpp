@@ -1,0 +1,13 @@
+// CUDA backend of a build without nvcc: there is none, and device selection says why.
+#include <string>
+
+#include "engine/backend.h"
+
+namespace preimage {
+
+Backend* cuda_backend(std::string* reason) {
+  if (reason) *reason = "this build has no CUDA backend (nvcc was not found at configure time)";
+  return nullptr;
+}
+
+}  // namespace preimage
