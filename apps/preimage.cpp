@@ -1,8 +1,7 @@
-// preimage: the command line. Subcommands share one option vocabulary.
-//   preimage forward [--weights FILE|random:SEED] [--arch vgg16|vgg19] [--input IMG] [--size S]
-//                    [--layers a,b,...] [--device auto|cpu|cuda]
-// prints per-layer shapes and norms of a forward pass and of the input gradient of
-// L = Σ ½‖A‖²/numel over the layers.
+// preimage: the command line. Subcommands share one option vocabulary (apps/cli_options.h):
+//   texture | invert | style | visualize | dream | caricature  (apps/cli_commands.cpp)
+//   forward: VGG forward/backward printing per-layer shapes and norms of the activations and of
+//            the input gradient of L = Σ ½‖A‖²/numel over the layers.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -11,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_commands.h"
 #include "preimage/device.h"
 #include "preimage/error.h"
 #include "preimage/image.h"
@@ -127,10 +127,17 @@ int cmd_forward(const Args& a) {
 }
 
 void usage() {
+  std::fprintf(stderr, "usage: preimage <command> [options]\ncommands:\n");
+  for (const auto& c : cli::commands())
+    std::fprintf(stderr, "  %-11s %s\n", c.name.c_str(), c.summary.c_str());
   std::fprintf(stderr,
-               "usage: preimage <command> [options]\n"
-               "commands:\n"
-               "  forward   VGG forward/backward: per-layer shapes and norms\n");
+               "  %-11s %s\n", "forward", "VGG forward/backward: per-layer shapes and norms");
+  std::fprintf(stderr,
+               "common options: --weights FILE|random:SEED (default random:0) --arch vgg16|vgg19 "
+               "--device auto|cpu|cuda --input IMG --size N|WxH --layers name[:weight],... "
+               "--iters N --history M --seed S --octaves K --octave-scale F "
+               "--init noise|input|FILE --tv W --tv-beta B --alpha A --alpha-weight W "
+               "--jitter PX --out FILE.png --save-every K --resume --quiet\n");
 }
 
 }  // namespace
@@ -142,6 +149,16 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   try {
+    for (const auto& c : cli::commands()) {
+      if (c.name != cmd) continue;
+      if (argc > 2 && (std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h")) {
+        std::fprintf(stderr, "preimage %s: %s\nflags:", c.name.c_str(), c.summary.c_str());
+        for (const auto& f : c.flags) std::fprintf(stderr, " --%s", f.c_str());
+        std::fprintf(stderr, "\n");
+        return 0;
+      }
+      return c.run(cli::parse_options(cmd, argc, argv, 2, c.flags));
+    }
     Args a = parse(argc, argv, 2);
     if (cmd == "forward") return cmd_forward(a);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {

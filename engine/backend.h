@@ -48,6 +48,43 @@ class Backend {
                                int out) = 0;
   virtual void linear_bwd_weights(const float* x, const float* dy, float* dw, float* db, int n,
                                   int in, int out, bool accumulate) = 0;
+
+  // ---- L-BFGS vector ops (kernels/lbfgs.cu; contracts in engine/cpu/cpu_ops.h) -------------
+  virtual void lbfgs_project_grad(const float* x, const float* g, float lo, float hi, bool bounded,
+                                  float* pg, size_t n, double* out) = 0;
+  virtual void lbfgs_update(const float* x0, const float* g0, const float* x1, const float* g1,
+                            float lo, float hi, bool bounded, float* s, float* y, float* pg,
+                            size_t n, double* out) = 0;
+  virtual void lbfgs_dots(const float* S, const float* Y, size_t ld, int rows, int skip,
+                          const float* q0, const float* q1, const float* q2, size_t n,
+                          double* out) = 0;
+  virtual void lbfgs_combine(const float* S, const float* Y, size_t ld, int rows,
+                             const double* coef, const float* x, const float* g, float lo, float hi,
+                             bool bounded, float* d, size_t n, double* out) = 0;
+  virtual void lbfgs_step(const float* x0, const float* d, double t, float lo, float hi,
+                          bool bounded, float* x1, size_t n) = 0;
+  virtual void lbfgs_dir_deriv(const float* x0, const float* d, const float* g, double t, float lo,
+                               float hi, bool bounded, size_t n, double* out) = 0;
+
+  // ---- texture statistics and priors (kernels/gram.cu, kernels/bilinear.cu,
+  //      kernels/priors.cu; contracts in engine/cpu/cpu_ops.h) ------------------------------
+  virtual void gram_fwd(const float* f, float* g, int c, int m) = 0;
+  virtual double gram_loss_grad(const float* f, const float* g, const float* g_target, float* df,
+                                int c, int m, float grad_scale) = 0;
+  virtual void bilinear_pool_fwd(const float* fa, const float* fb, float* b, int ca, int cb,
+                                 int m) = 0;
+  virtual void bilinear_pool_bwd(const float* db, const float* fa, const float* fb, float* dfa,
+                                 float* dfb, int ca, int cb, int m) = 0;
+  virtual double bilinear_ssqrt_fwd(const float* b, float* y, size_t count, float eps) = 0;
+  virtual double bilinear_ssqrt_bwd(const float* y, const float* z_target, const float* dz,
+                                    float* db, size_t count, double norm, double z_dot_g,
+                                    float scale) = 0;
+  virtual double softmax_xent_loss_grad(const float* s, float* ds, int k, int target,
+                                        float scale) = 0;
+  virtual double tv_loss_grad(const float* x, float* dx, int planes, int h, int w, float beta,
+                              float eps, float grad_scale) = 0;
+  virtual double alpha_loss_grad(const float* x, float* dx, int planes, size_t plane, float alpha,
+                                 float eps, float grad_scale) = 0;
 };
 
 // Throws Error when the device is unavailable (with the reason).

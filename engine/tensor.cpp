@@ -134,3 +134,12 @@ void check_shape(const Shape& got, const Shape& expected, const std::string& wha
 }
 
 }  // namespace preimage
+
+namespace preimage {
+
+void copy_view(const View& src, const View& dst) {
+  require(src.numel() == dst.numel(), "copy_view: " + src.shape.str() + " into " + dst.shape.str());
+  copy_between(dst.data, dst.device, src.data, src.device, src.numel());
+}
+
+}  // namespace preimage

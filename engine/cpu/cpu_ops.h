@@ -39,4 +39,63 @@ void linear_bwd_data(const float* dy, const float* w, float* dx, int n, int in, 
 void linear_bwd_weights(const float* x, const float* dy, float* dw, float* db, int n, int in,
                         int out, bool accumulate);
 
+// ---- L-BFGS vector ops (kernels/lbfgs.cu; CPU: engine/cpu/lbfgs_ops.cpp) ------------------
+// Box: when `bounded`, variable j is fixed if it sits at a bound with the gradient pushing
+// outward (x ≤ lo and g > 0, or x ≥ hi and g < 0); pg = g with fixed variables zeroed. History
+// row r lives at S + r·ld (and Y + r·ld). Reductions are deterministic; results go to host `out`.
+// pg = projected g; out = {max|pg|, Σ pg², #non-finite g}.
+void lbfgs_project_grad(const float* x, const float* g, float lo, float hi, bool bounded, float* pg,
+                        size_t n, double* out);
+// s = x1 − x0, y = g1 − g0, pg = projected g1; out = {sᵀy, yᵀy, sᵀs, max|pg|, Σ pg²}.
+void lbfgs_update(const float* x0, const float* g0, const float* x1, const float* g1, float lo,
+                  float hi, bool bounded, float* s, float* y, float* pg, size_t n, double* out);
+// Queries q0, q1, q2 (q1/q2 may be null) against rows r < R = rows of S and Y, row `skip` (−1:
+// none) left 0 and unread: out[q·2R + r] = qᵀS_r, out[q·2R + R + r] = qᵀY_r.
+void lbfgs_dots(const float* S, const float* Y, size_t ld, int rows, int skip, const float* q0,
+                const float* q1, const float* q2, size_t n, double* out);
+// d = −(coef[2R]·g + Σ coef[r]·S_r + Σ coef[R+r]·Y_r) (zero-coefficient rows are not read;
+// coef is a host array of 2R+1), then d_j = 0 where j is fixed or sits at a bound with d_j
+// pointing outward; out = {gᵀd, dᵀd, #non-finite d}.
+void lbfgs_combine(const float* S, const float* Y, size_t ld, int rows, const double* coef,
+                   const float* x, const float* g, float lo, float hi, bool bounded, float* d,
+                   size_t n, double* out);
+// x1 = P(fmaf(float(t), d, x0)), P = clamp to [lo, hi] when bounded.
+void lbfgs_step(const float* x0, const float* d, double t, float lo, float hi, bool bounded,
+                float* x1, size_t n);
+// Right derivative of f(P(x0 + t·d)) given g = ∇f there: out = {Σ g_j d_j over j with
+// lo < fmaf(float(t), d_j, x0_j) < hi (all j when unbounded), #non-finite g}.
+void lbfgs_dir_deriv(const float* x0, const float* d, const float* g, double t, float lo, float hi,
+                     bool bounded, size_t n, double* out);
+
+// ---- texture statistics and priors (engine/cpu/{gram,bilinear,priors}.cpp; the CUDA versions
+//      are kernels/{gram,bilinear,priors}.cu; formulas in docs/objectives.md) ----------------
+// g (c,c) = f fᵀ for f (c,m): upper triangle computed, mirrored into the lower.
+void gram_fwd(const float* f, float* g, int c, int m);
+// Fused Gatys loss + gradient: D = g − g_target (c,c); df (c,m) += grad_scale·D·f; returns Σ D².
+double gram_loss_grad(const float* f, const float* g, const float* g_target, float* df, int c,
+                      int m, float grad_scale);
+// Bilinear pooling b (ca,cb) = (1/m)·fa·fbᵀ; fb == fa (same pointer): symmetric path.
+void bilinear_pool_fwd(const float* fa, const float* fb, float* b, int ca, int cb, int m);
+// dfa (ca,m) += (1/m)·db·fb and dfb (cb,m) += (1/m)·dbᵀ·fa; when fb == fa (then dfb == dfa):
+// dfa += (1/m)·(db + dbᵀ)·fa.
+void bilinear_pool_bwd(const float* db, const float* fa, const float* fb, float* dfa, float* dfb,
+                       int ca, int cb, int m);
+// y = sign(b)·sqrt(|b| + eps), sign(0) = +1; returns Σ y².
+double bilinear_ssqrt_fwd(const float* b, float* y, size_t count, float eps);
+// Backward through z = y / norm and the signed sqrt. g = 2(z − z_target) when z_target is given
+// (returns Σ (z − z_target)²), else g = dz (returns 0); z_dot_g = Σ z·g (from the caller);
+// db = scale·(g − z·z_dot_g) / (2·norm·|y|) (overwritten).
+double bilinear_ssqrt_bwd(const float* y, const float* z_target, const float* dz, float* db,
+                          size_t count, double norm, double z_dot_g, float scale);
+// One row of k logits: returns −log softmax(s)[target]; ds = scale·(softmax(s) − onehot).
+double softmax_xent_loss_grad(const float* s, float* ds, int k, int target, float scale);
+// TV^β over `planes` planes of h×w: Σ ((x[i,j+1]−x[i,j])² + (x[i+1,j]−x[i,j])² + eps)^(β/2),
+// differences past the last row/column = 0; dx += grad_scale·∂/∂x; returns the sum.
+double tv_loss_grad(const float* x, float* dx, int planes, int h, int w, float beta, float eps,
+                    float grad_scale);
+// Bounded α-norm: Σ φ(x − mean of its plane), φ(d) = |d|^α (α ≥ 2) or (d² + eps)^(α/2)
+// (α < 2); dx += grad_scale·∂/∂x; returns the sum.
+double alpha_loss_grad(const float* x, float* dx, int planes, size_t plane, float alpha,
+                       float eps, float grad_scale);
+
 }  // namespace preimage::cpu

@@ -6,7 +6,7 @@
 namespace preimage {
 
 Backend* cuda_backend(std::string* reason) {
-  if (reason) *reason = "this build has no CUDA backend (nvcc was not found at configure time)";
+  if (reason) *reason = "this build has no CUDA backend (configured with PREIMAGE_CUDA=OFF, or no nvcc was found)";
   return nullptr;
 }
 

@@ -89,6 +89,9 @@ class Tensor {
 
 View view_of(const Tensor& t);
 
+// Copies src into dst (equal element counts; any devices).
+void copy_view(const View& src, const View& dst);
+
 // Throws Error("<what>: expected shape A, got B") when shapes differ.
 void check_shape(const Shape& got, const Shape& expected, const std::string& what);
 

@@ -1,0 +1,388 @@
+// The preimage subcommands: each builds its objective from the shared options and runs the
+// shared driver (cli_run.h).
+#include "cli_commands.h"
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "cli_run.h"
+#include "image_ops.h"
+#include "preimage/error.h"
+#include "preimage/image.h"
+
+namespace preimage::cli {
+namespace {
+
+const std::set<std::string> kCommon = {
+    "weights", "arch",   "device", "input", "size",  "layers", "iters",      "history",
+    "seed",    "octaves", "octave-scale", "init", "tv", "tv-beta", "alpha", "alpha-weight",
+    "jitter",  "out",    "save-every", "resume", "quiet"};
+
+std::set<std::string> with(std::initializer_list<const char*> extra) {
+  std::set<std::string> s = kCommon;
+  for (const char* e : extra) s.insert(e);
+  return s;
+}
+
+std::vector<std::string> tap_list(const std::vector<LayerWeight>& lw) {
+  std::vector<std::string> t;
+  for (const auto& l : lw) t.push_back(l.layer);
+  return t;
+}
+
+void default_layers(Options& o, const std::string& spec) {
+  if (o.layers.empty()) o.layers = parse_layers(spec, "layers");
+}
+
+void require_out(const Options& o) {
+  require(!o.out.empty(), o.command + ": --out FILE.png is required");
+}
+
+// Adds the image priors requested by --tv / --alpha-weight.
+void add_priors(Objective& obj, const Options& o, float default_tv) {
+  const float tv = o.tv >= 0 ? o.tv : default_tv;
+  if (tv > 0) {
+    auto t = make_tv_term(o.tv_beta, tv);
+    t->label = "tv";
+    obj.add(std::move(t));
+  }
+  if (o.alpha_weight > 0) {
+    auto t = make_alpha_term(o.alpha, o.alpha_weight);
+    t->label = "alpha";
+    obj.add(std::move(t));
+  }
+}
+
+// Forward of an RGB host image to the taps; activations stay in the network.
+void forward_host(Session& s, const Tensor& img, const std::vector<std::string>& taps) {
+  Tensor d = img.to(s.device);
+  s.net->forward(d.view(), taps);
+}
+
+void print_terms(const Session& s) {
+  if (s.opt.quiet || s.term_history.empty()) return;
+  const auto& last = s.term_history.back();
+  for (size_t i = 0; i < last.size() && i < s.term_labels.size(); ++i)
+    std::fprintf(stderr, "  %-20s %.6e\n", s.term_labels[i].c_str(), last[i]);
+}
+
+// ---- L-BFGS commands -----------------------------------------------------------------------
+
+int run_texture(Options o) {
+  require(!o.input.empty(), "texture: --input SOURCE is required");
+  require_out(o);
+  default_layers(o, "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1");
+  if (!o.iters) o.iters = 100;
+  Session s = open_session(o, false);
+  s.net->check_taps(tap_list(o.layers));
+  Tensor src = load_rgb(o.input, "--input", o, false);
+  int H = src.shape().h, W = src.shape().w;
+  if (!o.size.empty()) parse_size(o.size, src.shape().h, src.shape().w, &H, &W);
+  const auto sizes = octave_sizes(H, W, o);
+  const int first = o.resume ? resume_stage(o, int(sizes.size())) : 0;
+  Tensor x;
+  for (int k = first; k < int(sizes.size()); ++k) {
+    const auto [h, w] = sizes[k];
+    check_memory(s, h, w, tap_list(o.layers));
+    // The source is scaled like the output relative to its full size.
+    const double f = double(h) / H;
+    Tensor srck = resize(src.view(), std::max(8, int(std::lround(src.shape().h * f))),
+                         std::max(8, int(std::lround(src.shape().w * f))));
+    forward_host(s, srck, tap_list(o.layers));
+    Objective obj;
+    for (const auto& l : o.layers) {
+      std::unique_ptr<Term> t =
+          o.stats == "gram"
+              ? make_gram_term(l.layer, s.net->tap(l.layer).view(), l.weight)
+              : make_bcnn_term(l.layer, l.layer, s.net->tap(l.layer).view(),
+                               s.net->tap(l.layer).view(), l.weight);
+      t->label = o.stats + ":" + l.layer;
+      obj.add(std::move(t));
+    }
+    add_priors(obj, o, 0.f);
+    x = k == first ? (o.resume ? initial_image(o, h, w, &src) : initial_image(o, h, w, &src))
+                   : resize(x.view(), h, w);
+    run_lbfgs(s, obj, x, k, int(sizes.size()), o.iters);
+    if (s.interrupted) break;
+  }
+  print_terms(s);
+  s.results.value("stats", o.stats);
+  if (!s.loss_history.empty()) s.results.value("final_loss", s.loss_history.back());
+  return finish(s, x);
+}
+
+int run_invert(Options o) {
+  require(!o.input.empty(), "invert: --input IMAGE is required");
+  require_out(o);
+  default_layers(o, "relu4_1");
+  if (!o.iters) o.iters = 200;
+  Session s = open_session(o, false);
+  const auto taps = tap_list(o.layers);
+  s.net->check_taps(taps);
+  Tensor img = load_rgb(o.input, "--input", o, true);
+  const auto sizes = octave_sizes(img.shape().h, img.shape().w, o);
+  const int first = o.resume ? resume_stage(o, int(sizes.size())) : 0;
+  Tensor x;
+  for (int k = first; k < int(sizes.size()); ++k) {
+    const auto [h, w] = sizes[k];
+    check_memory(s, h, w, taps);
+    Tensor imk = resize(img.view(), h, w);
+    forward_host(s, imk, taps);
+    Objective obj;
+    for (const auto& l : o.layers) {
+      auto t = make_feature_term(l.layer, s.net->tap(l.layer).view(), nullptr, l.weight);
+      t->label = "feature:" + l.layer;
+      obj.add(std::move(t));
+    }
+    add_priors(obj, o, 1.f);
+    x = k == first ? initial_image(o, h, w, &imk) : resize(x.view(), h, w);
+    run_lbfgs(s, obj, x, k, int(sizes.size()), o.iters);
+    if (s.interrupted) break;
+  }
+  // Normalized reconstruction error ‖Φ(x) − Φ₀‖ / ‖Φ₀‖ per layer, at full size.
+  if (!s.interrupted) {
+    forward_host(s, resize(img.view(), x.shape().h, x.shape().w), taps);
+    std::vector<Tensor> ref;
+    for (const auto& t : taps) ref.push_back(s.net->tap(t).clone());
+    forward_host(s, x, taps);
+    s.results.begin_object("normalized_reconstruction_error");
+    for (size_t i = 0; i < taps.size(); ++i) {
+      const double e = relative_error(s.net->tap(taps[i]).view(), ref[i].view());
+      s.results.value(taps[i], e);
+      if (!o.quiet) std::fprintf(stderr, "normalized reconstruction error at %s: %.4f\n",
+                                 taps[i].c_str(), e);
+    }
+    s.results.end_object();
+  }
+  return finish(s, x);
+}
+
+int run_style(Options o) {
+  require(!o.input.empty(), "style: --input CONTENT is required");
+  require(!o.style.empty(), "style: --style STYLE_IMAGE is required");
+  require_out(o);
+  default_layers(o, "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1");
+  if (!o.iters) o.iters = 150;
+  if (!o.given("init")) o.init = "input";
+  Session s = open_session(o, false);
+  const std::string content_tap = "relu4_2";
+  auto taps = tap_list(o.layers);
+  s.net->check_taps(taps);
+  Tensor content = load_rgb(o.input, "--input", o, true);
+  Tensor style = load_rgb(o.style, "--style", o, false);
+  const auto sizes = octave_sizes(content.shape().h, content.shape().w, o);
+  const int first = o.resume ? resume_stage(o, int(sizes.size())) : 0;
+  Tensor x;
+  auto all_taps = taps;
+  all_taps.push_back(content_tap);
+  for (int k = first; k < int(sizes.size()); ++k) {
+    const auto [h, w] = sizes[k];
+    check_memory(s, h, w, all_taps);
+    Tensor ck = resize(content.view(), h, w);
+    const double f = double(std::max(h, w)) / std::max(style.shape().h, style.shape().w);
+    Tensor sk = resize(style.view(), std::max(8, int(std::lround(style.shape().h * f))),
+                       std::max(8, int(std::lround(style.shape().w * f))));
+    Objective obj;
+    forward_host(s, ck, {content_tap});
+    auto ct = make_feature_term(content_tap, s.net->tap(content_tap).view(), nullptr,
+                                o.content_weight);
+    ct->label = "content:" + content_tap;
+    obj.add(std::move(ct));
+    forward_host(s, sk, taps);
+    for (const auto& l : o.layers) {
+      auto t = make_gram_term(l.layer, s.net->tap(l.layer).view(), l.weight * o.style_weight);
+      t->label = "style:" + l.layer;
+      obj.add(std::move(t));
+    }
+    add_priors(obj, o, 0.f);
+    x = k == first ? initial_image(o, h, w, &ck) : resize(x.view(), h, w);
+    run_lbfgs(s, obj, x, k, int(sizes.size()), o.iters);
+    if (s.interrupted) break;
+  }
+  if (o.original_colors && !s.interrupted)
+    x = transfer_luminance(x, resize(content.view(), x.shape().h, x.shape().w));
+  print_terms(s);
+  return finish(s, x);
+}
+
+int run_caricature(Options o) {
+  require(!o.input.empty(), "caricature: --input IMAGE is required");
+  require_out(o);
+  default_layers(o, "relu4_1");
+  if (!o.iters) o.iters = 100;
+  if (!o.given("init")) o.init = "input";
+  Session s = open_session(o, false);
+  const auto taps = tap_list(o.layers);
+  s.net->check_taps(taps);
+  Tensor img = load_rgb(o.input, "--input", o, true);
+  const auto sizes = octave_sizes(img.shape().h, img.shape().w, o);
+  const int first = o.resume ? resume_stage(o, int(sizes.size())) : 0;
+  Tensor x;
+  for (int k = first; k < int(sizes.size()); ++k) {
+    const auto [h, w] = sizes[k];
+    check_memory(s, h, w, taps);
+    Tensor imk = resize(img.view(), h, w);
+    forward_host(s, imk, taps);
+    Objective obj;
+    for (const auto& l : o.layers) {
+      auto t = make_caricature_term(l.layer, s.net->tap(l.layer).view(), l.weight);
+      t->label = "caricature:" + l.layer;
+      obj.add(std::move(t));
+    }
+    add_priors(obj, o, 1.f);
+    x = k == first ? initial_image(o, h, w, &imk) : resize(x.view(), h, w);
+    run_lbfgs(s, obj, x, k, int(sizes.size()), o.iters);
+    if (s.interrupted) break;
+  }
+  print_terms(s);
+  return finish(s, x);
+}
+
+// ---- gradient-ascent commands --------------------------------------------------------------
+
+// One normalized ascent step on the objective (which is minimized, so we step against its
+// gradient), with jitter: x ← x − step/255 · g / mean|g|.
+double ascent_step(Session& s, Objective& obj, Tensor& x, std::mt19937_64& rng) {
+  const int J = s.opt.jitter;
+  int dy = 0, dx = 0;
+  if (J > 0) {
+    std::uniform_int_distribution<int> d(-J, J);
+    dy = d(rng);
+    dx = d(rng);
+  }
+  Tensor xj = J > 0 ? roll(x, dy, dx) : x.clone();
+  Tensor xd = xj.to(s.device), g;
+  const double val = obj.evaluate(*s.net, xd.view(), g);
+  Tensor gh = g.to(Device::CPU);
+  if (J > 0) gh = roll(gh, -dy, -dx);
+  std::vector<float> gv = gh.to_vector(), xv = x.to_vector();
+  double mean_abs = 0;
+  for (float v : gv) mean_abs += std::fabs(v);
+  mean_abs = std::max(mean_abs / gv.size(), 1e-30);
+  const float a = float(s.opt.step / 255.0 / mean_abs);
+  for (size_t i = 0; i < xv.size(); ++i) xv[i] = std::clamp(xv[i] - a * gv[i], 0.f, 1.f);
+  x = Tensor::from_vector(x.shape(), xv);
+  return val;
+}
+
+int run_visualize(Options o) {
+  require_out(o);
+  require(o.layers.size() == 1, "visualize: --layers takes exactly one layer, e.g. relu4_1");
+  require(o.channel >= 0 || o.class_index >= 0, "visualize: give --channel C or --class K");
+  if (!o.iters) o.iters = 200;
+  if (!o.given("size")) o.size = "128";
+  Session s = open_session(o, false);
+  const std::string tap = o.layers[0].layer;
+  s.net->check_taps({tap});
+  int h = 0, w = 0;
+  parse_size(o.size, 128, 128, &h, &w);
+  const Shape ts = s.net->tap_shape(tap, {1, 3, h, w});
+  const int ch = o.class_index >= 0 ? o.class_index : o.channel;
+  require(ch < ts.c, "--channel/--class " + std::to_string(ch) + " out of range: layer " + tap +
+                         " has " + std::to_string(ts.c) + " channels");
+  require(o.neuron_y < ts.h && o.neuron_x < ts.w,
+          "--neuron " + std::to_string(o.neuron_y) + "," + std::to_string(o.neuron_x) +
+              " outside layer " + tap + " (" + std::to_string(ts.h) + "x" +
+              std::to_string(ts.w) + ")");
+  check_memory(s, h, w, {tap});
+  Objective obj;
+  auto t = make_activation_term(tap, ch, o.neuron_y, o.neuron_x, 1.f);
+  t->label = "activation:" + tap + ":" + std::to_string(ch);
+  obj.add(std::move(t));
+  add_priors(obj, o, 0.f);
+  Tensor x = o.init == "noise" ? [&] {
+    std::mt19937_64 r(o.seed);
+    std::normal_distribution<float> d(0.5f, 0.02f);
+    std::vector<float> v(size_t(3) * h * w);
+    for (auto& e : v) e = std::clamp(d(r), 0.f, 1.f);
+    return Tensor::from_vector({1, 3, h, w}, v);
+  }()
+                               : initial_image(o, h, w, nullptr);
+  std::mt19937_64 rng(o.seed + 1);
+  run_ascent(s, x, 0, 1, o.iters, [&](Tensor& xx, int it) {
+    const double v = ascent_step(s, obj, xx, rng);
+    if (o.l2_decay > 0) {  // decay towards mid-grey
+      std::vector<float> xv = xx.to_vector();
+      for (auto& e : xv) e = 0.5f + (1.f - o.l2_decay) * (e - 0.5f);
+      xx = Tensor::from_vector(xx.shape(), xv);
+    }
+    if (o.blur_every > 0 && (it + 1) % o.blur_every == 0) gaussian_blur(xx, o.blur_sigma);
+    clip_small(xx, o.clip_small);
+    return v;
+  });
+  if (!s.loss_history.empty()) s.results.value("final_activation", -s.loss_history.back());
+  return finish(s, x);
+}
+
+int run_dream(Options o) {
+  require(!o.input.empty(), "dream: --input IMAGE is required");
+  require_out(o);
+  default_layers(o, "relu4_1");
+  if (!o.iters) o.iters = 10;
+  if (!o.given("octaves")) o.octaves = 3;
+  if (!o.given("jitter")) o.jitter = 8;
+  if (!o.given("octave-scale")) o.octave_scale = 1.4f;
+  Session s = open_session(o, false);
+  const auto taps = tap_list(o.layers);
+  s.net->check_taps(taps);
+  Tensor img = load_rgb(o.input, "--input", o, true);
+  const auto sizes = octave_sizes(img.shape().h, img.shape().w, o);
+  Objective obj;
+  for (const auto& l : o.layers) {
+    auto t = make_dream_term(l.layer, l.weight);
+    t->label = "dream:" + l.layer;
+    obj.add(std::move(t));
+  }
+  add_priors(obj, o, 0.f);
+  std::mt19937_64 rng(o.seed);
+  const int first = o.resume ? resume_stage(o, int(sizes.size())) : 0;
+  Tensor x, base_prev;
+  for (int k = 0; k < int(sizes.size()); ++k) {
+    const auto [h, w] = sizes[k];
+    Tensor base = resize(img.view(), h, w);
+    if (k < first) {  // replay the octave bases only; the checkpoint holds the image
+      base_prev = std::move(base);
+      continue;
+    }
+    check_memory(s, h, w, taps);
+    if (k == 0 || k == first) {
+      x = base.clone();
+    } else {  // carry the dreamt detail up: x = base + upsample(x_prev − base_prev)
+      std::vector<float> d = x.to_vector(), bp = base_prev.to_vector();
+      for (size_t i = 0; i < d.size(); ++i) d[i] -= bp[i];
+      Tensor detail = resize(Tensor::from_vector(x.shape(), d).view(), h, w);
+      std::vector<float> xv = base.to_vector(), dv = detail.to_vector();
+      for (size_t i = 0; i < xv.size(); ++i) xv[i] = std::clamp(xv[i] + dv[i], 0.f, 1.f);
+      x = Tensor::from_vector(base.shape(), xv);
+    }
+    run_ascent(s, x, k, int(sizes.size()), o.iters,
+               [&](Tensor& xx, int) { return ascent_step(s, obj, xx, rng); });
+    base_prev = std::move(base);
+    if (s.interrupted) break;
+  }
+  return finish(s, x);
+}
+
+}  // namespace
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> list = {
+      {"texture", "synthesize a texture from --input (--stats gram|bcnn)",
+       with({"stats"}), run_texture},
+      {"invert", "reconstruct --input from its representation at --layers (Mahendran & Vedaldi)",
+       kCommon, run_invert},
+      {"style", "content --input + style --style (Gatys), --original-colors",
+       with({"style", "content-weight", "style-weight", "original-colors"}), run_style},
+      {"visualize", "activation maximization of --channel/--neuron/--class at --layers",
+       with({"channel", "neuron", "class", "l2-decay", "blur-every", "blur-sigma", "clip-small",
+             "step"}),
+       run_visualize},
+      {"dream", "DeepDream on --input with octaves and jitter", with({"step"}), run_dream},
+      {"caricature", "exaggerate what --layers sees in --input (Mahendran & Vedaldi)", kCommon,
+       run_caricature},
+  };
+  return list;
+}
+
+}  // namespace preimage::cli

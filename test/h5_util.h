@@ -1,0 +1,77 @@
+// Helpers for the I/O tests: reading reference tensors through the engine's HDF5 layer, the
+// PREIMAGE_TEST_DATA directory, and self-removing temporary directories.
+#pragma once
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "engine/h5_util.h"
+#include "preimage/tensor.h"
+
+namespace preimage::test {
+
+// $PREIMAGE_TEST_DATA (made by test/torch_reference.py), or "" when unset.
+inline std::string test_data_dir() {
+  const char* d = std::getenv("PREIMAGE_TEST_DATA");
+  return d ? std::string(d) : std::string();
+}
+
+// A (N,C,H,W) float tensor from a dataset of rank ≤ 4 (missing leading dims are 1).
+inline Tensor read_tensor(const h5::File& f, const std::string& path) {
+  h5::Dims dims;
+  const std::vector<float> v = f.read_vector<float>(path, &dims);
+  while (dims.size() < 4) dims.insert(dims.begin(), 1);
+  return Tensor::from_vector(Shape{int(dims[0]), int(dims[1]), int(dims[2]), int(dims[3])}, v);
+}
+
+inline std::vector<double> read_doubles(const h5::File& f, const std::string& path) {
+  return f.read_vector<double>(path);
+}
+
+// A fresh directory under the system temp dir, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path_ = std::filesystem::temp_directory_path() /
+            ("preimage_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  const std::filesystem::path& path() const { return path_; }
+  // Names of the entries in the directory (to look for stray temporary files).
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(path_))
+      names.push_back(e.path().filename().string());
+    return names;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace preimage::test

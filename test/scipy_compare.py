@@ -1,0 +1,212 @@
+#!/usr/bin/python3
+"""preimage's native L-BFGS vs SciPy's L-BFGS-B on the same C++ objectives.
+
+Usage: /usr/bin/python3 test/scipy_compare.py DRIVER [--only NAME[,NAME]] [--gatys-size S]
+
+DRIVER is the lbfgs_scipy_driver executable (test/lbfgs_scipy_driver.cpp): `DRIVER P serve`
+evaluates problem P for SciPy over a binary stdin/stdout protocol, `DRIVER P solve ...` runs our
+solver and prints JSON. Both sides use m = 10.
+
+Rules (docs/lbfgs.md):
+  * Stopping, analytic problems: both solvers stop on the same projected-gradient test,
+    ‖pg‖∞ ≤ GTOL_REL · ‖pg(x0)‖∞ (SciPy: gtol = that absolute value; ours: gtol = GTOL_REL),
+    GTOL_REL = 1e-7 (1e-9 for extended Powell, whose singular minimum needs it for f ≤ 1e-9),
+    with the function-change tests switched off on both sides (SciPy ftol = 0, ours ftol = 0);
+    a line-search stop at the precision limit counts as convergence on both sides.
+  * Final f: where the minimum is 0 (Rosenbrock, extended Powell) both must reach f ≤ ZERO_ABS;
+    otherwise |f_ours − f_scipy| ≤ 1e-6 · |f_scipy|.
+  * Iterations: |it_ours − it_scipy| ≤ 25 % of it_scipy.
+  * Gatys (64×64, random-feature VGG-19, box [0, 1]): 50 iterations each with every tolerance
+    off (SciPy gtol = ftol = 0, maxiter = 50; ours gtol = ftol = 0, max_iter = 50): our loss
+    after 50 iterations must be ≤ SciPy's. SciPy with its default tolerances is also run and
+    reported: on this objective (f ~ 1e-4, ‖g‖∞ ~ 1e-6) it stops after a few iterations.
+Exit status 0 when every check passes.
+"""
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+from scipy.optimize import minimize
+
+M = 10
+GTOL_REL = 1e-7
+# Extended Powell's minimum is singular (f ~ ‖g‖^(4/3)): f ≤ ZERO_ABS needs a smaller gradient.
+GTOL_REL_OF = {"powell100": 1e-9}
+ZERO_ABS = 1e-9
+F_REL = 1e-6
+IT_REL = 0.25
+GATYS_ITERS = 50
+
+# rosenbrock<N>: chained (SciPy's rosen), ~5n iterations at m = 10; xrosenbrock<N>: the
+# extended (uncoupled pairs) form of Moré–Garbow–Hillstrom, the usual large-scale test.
+PROBLEMS = ["rosenbrock2", "rosenbrock100", "rosenbrock1000", "xrosenbrock10000", "powell100",
+            "bquad100", "logreg50"]
+ZERO_MIN = {"rosenbrock2", "rosenbrock100", "rosenbrock1000", "xrosenbrock10000", "powell100"}
+
+
+class Served:
+    """A problem evaluated by `DRIVER P serve`."""
+
+    def __init__(self, driver, name):
+        self.proc = subprocess.Popen([driver, name, "serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE)
+        head = self._read(16)
+        self.n, bounded = np.frombuffer(head, dtype=np.int64)
+        lo, hi = np.frombuffer(self._read(16), dtype=np.float64)
+        self.bounds = [(lo, hi)] * int(self.n) if bounded else None
+        self.x0 = np.frombuffer(self._read(8 * int(self.n)), dtype=np.float64).copy()
+        self.evals = 0
+        self.last = None
+
+    def _read(self, count):
+        data = self.proc.stdout.read(count)
+        if len(data) != count:
+            raise RuntimeError("driver closed the pipe")
+        return data
+
+    def __call__(self, x):
+        self.proc.stdin.write(np.ascontiguousarray(x, dtype=np.float64).tobytes())
+        self.proc.stdin.flush()
+        f = float(np.frombuffer(self._read(8), dtype=np.float64)[0])
+        g = np.frombuffer(self._read(8 * int(self.n)), dtype=np.float64).copy()
+        self.evals += 1
+        self.last = (f, g)
+        return f, g
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def pg_inf(x, g, bounds):
+    """SciPy's projected gradient ‖P(x − g) − x‖∞."""
+    if bounds is None:
+        return float(np.max(np.abs(g)))
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    return float(np.max(np.abs(np.clip(x - g, lo, hi) - x)))
+
+
+def run_scipy(driver, name, gtol_abs, ftol, maxiter):
+    s = Served(driver, name)
+    f0, g0 = s(s.x0)
+    history = [f0]
+
+    def cb(xk):
+        history.append(s.last[0])
+
+    t0 = time.time()
+    res = minimize(s, s.x0, jac=True, method="L-BFGS-B", bounds=s.bounds, callback=cb,
+                   options={"maxcor": M, "gtol": gtol_abs, "ftol": ftol, "maxiter": maxiter,
+                            "maxfun": 100 * maxiter + 1000, "maxls": 20})
+    secs = time.time() - t0
+    s.close()
+    return {"f": float(res.fun), "iterations": int(res.nit), "evaluations": int(res.nfev),
+            "message": str(res.message), "history": history, "seconds": secs,
+            "pg0": pg_inf(s.x0, g0, s.bounds)}
+
+
+def run_ours(driver, name, gtol, ftol, maxiter):
+    t0 = time.time()
+    out = subprocess.run([driver, name, "solve", "--history", str(M), "--gtol", repr(gtol),
+                          "--ftol", repr(ftol), "--max-iter", str(maxiter),
+                          "--max-eval", str(100 * maxiter + 1000)],
+                         check=True, capture_output=True, text=True).stdout
+    r = json.loads(out)
+    r["seconds"] = time.time() - t0
+    return r
+
+
+def main():
+    args = sys.argv[1:]
+    if not args:
+        print(__doc__)
+        return 2
+    driver = args[0]
+    only = None
+    gatys_size = 64
+    i = 1
+    while i < len(args):
+        if args[i] == "--only":
+            only = set(args[i + 1].split(","))
+            i += 2
+        elif args[i] == "--gatys-size":
+            gatys_size = int(args[i + 1])
+            i += 2
+        else:
+            raise SystemExit("unknown argument " + args[i])
+    gatys = "gatys%d" % gatys_size
+    failures = []
+    rows = []
+    for name in PROBLEMS:
+        if only and name not in only:
+            continue
+        # Same stopping rule on both sides: SciPy's absolute gtol from ‖pg(x0)‖∞.
+        probe = Served(driver, name)
+        _, g0 = probe(probe.x0)
+        pg0 = pg_inf(probe.x0, g0, probe.bounds)
+        probe.close()
+        gtol = GTOL_REL_OF.get(name, GTOL_REL)
+        sp = run_scipy(driver, name, gtol * pg0, 0.0, 20000)
+        ours = run_ours(driver, name, gtol, 0.0, 20000)
+        if name in ZERO_MIN:
+            f_ok = ours["f"] <= ZERO_ABS and sp["f"] <= ZERO_ABS
+            f_rule = "both <= %g" % ZERO_ABS
+        else:
+            f_ok = abs(ours["f"] - sp["f"]) <= F_REL * abs(sp["f"])
+            f_rule = "rel %.1e" % (abs(ours["f"] - sp["f"]) / abs(sp["f"]))
+        it_ok = abs(ours["iterations"] - sp["iterations"]) <= IT_REL * sp["iterations"]
+        rows.append((name, ours["f"], sp["f"], f_rule, ours["iterations"], sp["iterations"],
+                     ours["evaluations"], sp["evaluations"], ours["reason"], sp["message"],
+                     ours["seconds"], sp["seconds"]))
+        if not f_ok:
+            failures.append("%s: final f %.6g vs SciPy %.6g (%s)" % (name, ours["f"], sp["f"],
+                                                                     f_rule))
+        if not it_ok:
+            failures.append("%s: %d iterations vs SciPy %d (more than ±25%%)" %
+                            (name, ours["iterations"], sp["iterations"]))
+    gat = None
+    if not only or gatys in only or "gatys" in only:
+        sp = run_scipy(driver, gatys, 0.0, 0.0, GATYS_ITERS)
+        sp_default = run_scipy(driver, gatys, 1e-5, 2.220446049250313e-09, 15000)
+        ours = run_ours(driver, gatys, 0.0, 0.0, GATYS_ITERS)
+        f_sp = sp["history"][min(GATYS_ITERS, len(sp["history"]) - 1)]
+        f_ours = ours["f_history"][min(GATYS_ITERS, len(ours["f_history"]) - 1)]
+        gat = (ours, sp, sp_default, f_ours, f_sp)
+        if not (f_ours <= f_sp):
+            failures.append("%s: loss after %d iterations %.6g > SciPy's %.6g" %
+                            (gatys, GATYS_ITERS, f_ours, f_sp))
+        if ours["iterations"] != GATYS_ITERS:
+            failures.append("%s: ours stopped after %d iterations (%s)" %
+                            (gatys, ours["iterations"], ours["reason"]))
+
+    print("| problem | f ours | f SciPy | f rule | it ours | it SciPy | evals ours | evals SciPy "
+          "| stop ours | stop SciPy | s ours | s SciPy |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| %s | %.6g | %.6g | %s | %d | %d | %d | %d | %s | %s | %.1f | %.1f |" % r)
+    if gat:
+        ours, sp, spd, f_ours, f_sp = gat
+        print()
+        print("%s, m = %d, %d iterations, tolerances off: f0 %.6g; ours %.6g (%d evaluations, "
+              "%.1f s), SciPy %.6g (%d iterations, %d evaluations, %.1f s: %s)" %
+              (gatys, M, GATYS_ITERS, ours["f_history"][0], f_ours, ours["evaluations"],
+               ours["seconds"], f_sp, sp["iterations"], sp["evaluations"], sp["seconds"],
+               sp["message"]))
+        print("SciPy with its default tolerances (gtol 1e-5, ftol 2.2e-9) on %s: f %.6g after "
+              "%d iterations (%s)" % (gatys, spd["f"], spd["iterations"], spd["message"]))
+        for k in (1, 5, 10, 20, 30, 40, 50):
+            if k < len(ours["f_history"]) and k < len(sp["history"]):
+                print("  iteration %2d: ours %.6g  SciPy %.6g" %
+                      (k, ours["f_history"][k], sp["history"][k]))
+    if failures:
+        print("\nFAILED:\n  " + "\n  ".join(failures))
+        return 1
+    print("\nall checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
