@@ -121,6 +121,10 @@ struct Network::Impl {
         const Shape ws = params(l).weight.shape();
         require(in.c == ws.c, "layer " + l.name + ": input has " + std::to_string(in.c) +
                                   " channels, weights expect " + std::to_string(ws.c));
+        require(in.h + 2 * l.pad >= ws.h && in.w + 2 * l.pad >= ws.w,
+                "layer " + l.name + ": input " + std::to_string(in.h) + "x" +
+                    std::to_string(in.w) + " is smaller than its " + std::to_string(ws.h) + "x" +
+                    std::to_string(ws.w) + " kernel (image too small for this depth)");
         return {in.n, ws.n, (in.h + 2 * l.pad - ws.h) / l.stride + 1,
                 (in.w + 2 * l.pad - ws.w) / l.stride + 1};
       }
@@ -128,13 +132,14 @@ struct Network::Impl {
         return in;
       case LayerKind::MaxPool:
       case LayerKind::AvgPool: {
-        Shape s{in.n, in.c, (in.h + 2 * l.pad - l.k) / l.stride + 1,
-                (in.w + 2 * l.pad - l.k) / l.stride + 1};
-        require(s.h >= 1 && s.w >= 1, "layer " + l.name + ": input " + std::to_string(in.h) + "x" +
+        // Checked before dividing: C++ division truncates toward zero, so (1 - 2) / 2 + 1
+        // would claim a 1x1 output from a 1x1 input.
+        require(in.h + 2 * l.pad >= l.k && in.w + 2 * l.pad >= l.k, "layer " + l.name + ": input " + std::to_string(in.h) + "x" +
                                           std::to_string(in.w) +
                                           " is too small to pool (image too small for this "
                                           "depth)");
-        return s;
+        return {in.n, in.c, (in.h + 2 * l.pad - l.k) / l.stride + 1,
+                (in.w + 2 * l.pad - l.k) / l.stride + 1};
       }
       case LayerKind::Flatten:
         return {in.n, in.c * in.h * in.w, 1, 1};
