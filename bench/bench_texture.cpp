@@ -10,7 +10,8 @@
 //                           through this project's kernels)
 //              On a machine without a GPU the GPU rows print "no GPU"; without the CUDA backend
 //              the kernel rows print "not built".
-// Prints op | shape | version | ms | GFLOP/s | GB/s | ratio, median of --reps after a warm-up.
+// Prints op | shape | version | ms | GFLOP/s | GB/s | ratio, median of --reps after a warm-up
+// (the CPU fused and unfused bodies are timed alternately: a shared machine's noise hits both).
 // FLOPs: 4·C²·M (the C×C×M product of the forward counted as a full GEMM, plus the gradient
 // GEMM), the same for every version so that GFLOP/s compare directly (the upper-triangle
 // versions do 3/4 of them). GB/s: compulsory traffic 16·C·M + 12·C² bytes (read F twice, read
@@ -26,6 +27,7 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/cpu/cpu_ops.h"
@@ -69,6 +71,25 @@ double median_ms(int reps, const std::function<void()>& body, const std::functio
   return ms[ms.size() / 2];
 }
 
+// Medians of two bodies timed alternately (A, B, A, B, ...): a core lost to another process
+// then hurts both alike, so their ratio stays meaningful on a shared machine.
+std::pair<double, double> median_pair_ms(int reps, const std::function<void()>& a,
+                                         const std::function<void()>& b) {
+  a();
+  b();
+  std::vector<double> ta, tb;
+  for (int r = 0; r < reps; ++r)
+    for (int which = 0; which < 2; ++which) {
+      const auto t0 = std::chrono::steady_clock::now();
+      (which == 0 ? a : b)();
+      const auto t1 = std::chrono::steady_clock::now();
+      (which == 0 ? ta : tb).push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    }
+  std::sort(ta.begin(), ta.end());
+  std::sort(tb.begin(), tb.end());
+  return {ta[ta.size() / 2], tb[tb.size() / 2]};
+}
+
 void row(const char* op, const Shape2& s, const char* version, double ms, double ref_ms) {
   const double flops = 4.0 * double(s.c) * s.c * s.m;
   const double bytes = 16.0 * s.c * s.m + 12.0 * double(s.c) * s.c;
@@ -89,34 +110,28 @@ void bench_cpu(const Shape2& s, int reps) {
   const int c = s.c, m = s.m;
   const size_t cc = size_t(c) * c, cm = size_t(c) * m;
   const auto f = random_floats(cm, 1), t = random_floats(cm, 2);
-  std::vector<float> g(cc), gt(cc), d(cc), df(cm, 0.f), y(cc), yt(cc), db(cc), zt(cc);
+  std::vector<float> g(cc), gt(cc), d(cc), df(cm, 0.f), y(cc), db(cc), zt(cc);
   cpu::gram_fwd(t.data(), gt.data(), c, m);
   const float scale = float(1.0 / (double(c) * c * double(m) * m));
-  auto nosync = [] {};
   double sink = 0;
 
   // Gram, fused: ssyrk (upper, mirrored) + fused D / Σ D² + sgemm.
-  const double fused = median_ms(
-      reps,
-      [&] {
-        cpu::gram_fwd(f.data(), g.data(), c, m);
-        sink += cpu::gram_loss_grad(f.data(), g.data(), gt.data(), df.data(), c, m, scale);
-      },
-      nosync);
+  auto fused_body = [&] {
+    cpu::gram_fwd(f.data(), g.data(), c, m);
+    sink += cpu::gram_loss_grad(f.data(), g.data(), gt.data(), df.data(), c, m, scale);
+  };
   // Gram, unfused: full sgemm, D pass, loss pass, sgemm.
-  const double unfused = median_ms(
-      reps,
-      [&] {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, c, m, 1.f, f.data(), m, f.data(), m,
-                    0.f, g.data(), c);
-        for (size_t i = 0; i < cc; ++i) d[i] = g[i] - gt[i];
-        double loss = 0;
-        for (size_t i = 0; i < cc; ++i) loss += double(d[i]) * d[i];
-        sink += loss;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c, m, c, scale, d.data(), c,
-                    f.data(), m, 1.f, df.data(), m);
-      },
-      nosync);
+  auto unfused_body = [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, c, m, 1.f, f.data(), m, f.data(), m,
+                0.f, g.data(), c);
+    for (size_t i = 0; i < cc; ++i) d[i] = g[i] - gt[i];
+    double loss = 0;
+    for (size_t i = 0; i < cc; ++i) loss += double(d[i]) * d[i];
+    sink += loss;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c, m, c, scale, d.data(), c, f.data(), m,
+                1.f, df.data(), m);
+  };
+  const auto [fused, unfused] = median_pair_ms(reps, fused_body, unfused_body);
   row("gram", s, "cpu-fused", fused, unfused);
   row("gram", s, "cpu-unfused", unfused, unfused);
 
@@ -127,46 +142,41 @@ void bench_cpu(const Shape2& s, int reps) {
     const double n = std::sqrt(cpu::bilinear_ssqrt_fwd(db.data(), zt.data(), cc, eps));
     for (auto& v : zt) v = float(v / n);
   }
-  const double bfused = median_ms(
-      reps,
-      [&] {
-        cpu::bilinear_pool_fwd(f.data(), f.data(), db.data(), c, c, m);
-        const double n = std::sqrt(cpu::bilinear_ssqrt_fwd(db.data(), y.data(), cc, eps));
-        const double sdot = cpu::dot(y.data(), zt.data(), cc);
-        sink += cpu::bilinear_ssqrt_bwd(y.data(), zt.data(), nullptr, db.data(), cc, n,
-                                        2.0 * (1.0 - sdot / n), 1.f);
-        cpu::bilinear_pool_bwd(db.data(), f.data(), f.data(), df.data(), df.data(), c, c, m);
-      },
-      nosync);
+  auto bfused_body = [&] {
+    cpu::bilinear_pool_fwd(f.data(), f.data(), db.data(), c, c, m);
+    const double n = std::sqrt(cpu::bilinear_ssqrt_fwd(db.data(), y.data(), cc, eps));
+    const double sdot = cpu::dot(y.data(), zt.data(), cc);
+    sink += cpu::bilinear_ssqrt_bwd(y.data(), zt.data(), nullptr, db.data(), cc, n,
+                                    2.0 * (1.0 - sdot / n), 1.f);
+    cpu::bilinear_pool_bwd(db.data(), f.data(), f.data(), df.data(), df.data(), c, c, m);
+  };
   std::vector<float> z(cc), gz(cc);
-  const double bunfused = median_ms(
-      reps,
-      [&] {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, c, m, 1.f / float(m), f.data(), m,
-                    f.data(), m, 0.f, db.data(), c);
-        for (size_t i = 0; i < cc; ++i) {
-          const float r = std::sqrt(std::fabs(db[i]) + eps);
-          y[i] = db[i] < 0 ? -r : r;
-        }
-        double n2 = 0;
-        for (size_t i = 0; i < cc; ++i) n2 += double(y[i]) * y[i];
-        const float inv = float(1.0 / std::sqrt(n2));
-        for (size_t i = 0; i < cc; ++i) z[i] = y[i] * inv;
-        double loss = 0;
-        for (size_t i = 0; i < cc; ++i) loss += double(z[i] - zt[i]) * (z[i] - zt[i]);
-        sink += loss;
-        for (size_t i = 0; i < cc; ++i) gz[i] = 2.f * (z[i] - zt[i]);
-        double zg = 0;
-        for (size_t i = 0; i < cc; ++i) zg += double(z[i]) * gz[i];
-        for (size_t i = 0; i < cc; ++i) gz[i] = (gz[i] - z[i] * float(zg)) * inv;
-        for (size_t i = 0; i < cc; ++i) db[i] = gz[i] / (2.f * std::fabs(y[i]));
-        const float sm = 1.f / float(m);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c, m, c, sm, db.data(), c, f.data(),
-                    m, 1.f, df.data(), m);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c, m, c, sm, db.data(), c, f.data(), m,
-                    1.f, df.data(), m);
-      },
-      nosync);
+  auto bunfused_body = [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, c, m, 1.f / float(m), f.data(), m,
+                f.data(), m, 0.f, db.data(), c);
+    for (size_t i = 0; i < cc; ++i) {
+      const float r = std::sqrt(std::fabs(db[i]) + eps);
+      y[i] = db[i] < 0 ? -r : r;
+    }
+    double n2 = 0;
+    for (size_t i = 0; i < cc; ++i) n2 += double(y[i]) * y[i];
+    const float inv = float(1.0 / std::sqrt(n2));
+    for (size_t i = 0; i < cc; ++i) z[i] = y[i] * inv;
+    double loss = 0;
+    for (size_t i = 0; i < cc; ++i) loss += double(z[i] - zt[i]) * (z[i] - zt[i]);
+    sink += loss;
+    for (size_t i = 0; i < cc; ++i) gz[i] = 2.f * (z[i] - zt[i]);
+    double zg = 0;
+    for (size_t i = 0; i < cc; ++i) zg += double(z[i]) * gz[i];
+    for (size_t i = 0; i < cc; ++i) gz[i] = (gz[i] - z[i] * float(zg)) * inv;
+    for (size_t i = 0; i < cc; ++i) db[i] = gz[i] / (2.f * std::fabs(y[i]));
+    const float sm = 1.f / float(m);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c, m, c, sm, db.data(), c, f.data(), m,
+                1.f, df.data(), m);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c, m, c, sm, db.data(), c, f.data(), m,
+                1.f, df.data(), m);
+  };
+  const auto [bfused, bunfused] = median_pair_ms(reps, bfused_body, bunfused_body);
   row("bilinear", s, "cpu-fused", bfused, bunfused);
   row("bilinear", s, "cpu-unfused", bunfused, bunfused);
   if (sink == 12345.678) std::printf("#\n");  // keeps the work observable

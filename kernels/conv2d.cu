@@ -48,7 +48,9 @@ fmaf(), which g++ without -mfma turns into a libm call per product in the simula
 
 Test: ctest -R kernels   (test/test_kernels_conv.cpp: every version vs preimage::cpu on odd shapes,
       NaN-prefilled outputs, all three simulator thread orders).
-Bench: bench/ (the engine's per-layer timings); registers/shared memory: docs/kernels.md.
+Bench: build/bench/bench_vgg --device cuda --sizes 512 (VGG forward / forward+backward through these
+       launchers, version 0); registers, shared memory and the H100 roofline per VGG-19 layer:
+       docs/kernels.md.
 */
 #include <algorithm>
 #include <cstdint>
@@ -138,7 +140,7 @@ __global__ void conv2d_bwd_data_v1_kernel(const float* __restrict__ dy,
   float acc = 0.f;
   for (int o = 0; o < g.o; ++o) {
     const float* dyo = dy + ((long long)n * g.o + o) * g.ho * g.wo;
-    const float* wo = w + ((long long)o * g.c + c) * g.kh * g.kw;
+    const float* wt = w + ((long long)o * g.c + c) * g.kh * g.kw;
     for (int kh = 0; kh < g.kh; ++kh) {
       const int th = ih + g.pad - kh;  // = oh·stride
       if (th < 0 || th % g.stride != 0) continue;
@@ -149,7 +151,7 @@ __global__ void conv2d_bwd_data_v1_kernel(const float* __restrict__ dy,
         if (tw < 0 || tw % g.stride != 0) continue;
         const int ow = tw / g.stride;
         if (ow >= g.wo) continue;
-        acc += dyo[oh * g.wo + ow] * wo[kh * g.kw + kw];
+        acc += dyo[oh * g.wo + ow] * wt[kh * g.kw + kw];
       }
     }
   }
@@ -576,12 +578,12 @@ __global__ void __launch_bounds__(kV3Threads, 4)
     __syncthreads();
     for (int oc = 0; oc < o_cnt; ++oc) {
       const float* dyo = dyn + (long long)(o0 + oc) * plane_out;
-      const float4* wo = ws + oc * khw;
+      const float4* wt = ws + oc * khw;
       if constexpr (TAPS > 0) {
 #pragma unroll
         for (int t = 0; t < TAPS; ++t) {
           const float v = tap_off[t] >= 0 ? dyo[tap_off[t]] : 0.f;
-          const float4 wv = wo[t];
+          const float4 wv = wt[t];
           a0 += v * wv.x;
           a1 += v * wv.y;
           a2 += v * wv.z;
@@ -591,7 +593,7 @@ __global__ void __launch_bounds__(kV3Threads, 4)
         for (int t = 0; t < khw; ++t) {
           const int off = active ? bwd_tap_offset(ih, iw, t / g.kw, t % g.kw, g) : -1;
           const float v = off >= 0 ? dyo[off] : 0.f;
-          const float4 wv = wo[t];
+          const float4 wv = wt[t];
           a0 += v * wv.x;
           a1 += v * wv.y;
           a2 += v * wv.z;
@@ -813,7 +815,6 @@ void conv2d_fwd(const float* x, const float* w, const float* b, float* y, const 
                      relu, vec_a, vec_out);
     });
   }
-  CUDA_CHECK(cudaGetLastError());
 }
 
 void conv2d_bwd_data(const float* dy, const float* w, const float* mask, float* dx,
@@ -858,7 +859,6 @@ void conv2d_bwd_data(const float* dy, const float* w, const float* mask, float* 
                      mask, dx, g, vec_out);
     });
   }
-  CUDA_CHECK(cudaGetLastError());
 }
 
 void conv2d_bwd_filter(const float* x, const float* dy, float* dw, float* db, const ConvShape& s,
@@ -878,11 +878,9 @@ void conv2d_bwd_filter(const float* x, const float* dy, float* dw, float* db, co
   if (version == 1) {
     cuda::launch(conv2d_bwd_filter_v1_kernel, dim3(blocks_for(nw, 256)), dim3(256), 0, nullptr, x,
                  dy, dw, g, accumulate);
-    CUDA_CHECK(cudaGetLastError());
     if (db) {
       cuda::launch(conv2d_bwd_bias_v1_kernel, dim3(blocks_for(g.o, 128)), dim3(128), 0, nullptr,
                    dy, db, g, accumulate);
-      CUDA_CHECK(cudaGetLastError());
     }
     return;
   }
@@ -902,11 +900,9 @@ void conv2d_bwd_filter(const float* x, const float* dy, float* dw, float* db, co
     cuda::launch(conv2d_bwd_filter_v2_kernel<T>, grid, dim3(256), 0, nullptr, x, dy, dw, g,
                  static_cast<int>(chunk), accumulate, atomic);
   });
-  CUDA_CHECK(cudaGetLastError());
   if (db) {
     cuda::launch(conv2d_bwd_bias_v2_kernel, dim3(g.o), dim3(kBiasThreads), 0, nullptr, dy, db,
                  g, accumulate);
-    CUDA_CHECK(cudaGetLastError());
   }
 }
 

@@ -24,7 +24,8 @@ Versions: one per op (these are bandwidth-bound and simple):
 
 Test: ctest -R kernels   (test/test_kernels_elementwise.cpp: vs preimage::cpu, NaN-prefilled
       outputs, all three simulator thread orders).
-Bench: bandwidth-bound; expected ≈ bytes / 3.35 TB/s on an H100 (see docs/kernels.md).
+Bench: build/bench/bench_vgg --device cuda --sizes 512; bandwidth-bound, expected ≈ bytes / 3.35 TB/s on
+       an H100 (docs/kernels.md).
 */
 #include <algorithm>
 #include <cstdint>
@@ -242,9 +243,7 @@ double reduce(const float* a, const float* b, size_t n) {
   const int blocks = static_cast<int>(std::min<size_t>(want, kReduceBlocks));
   const bool vec = aligned16(a) && (OP != Red::Dot || aligned16(b));
   cuda::launch(reduce_partial_kernel<OP>, dim3(blocks), dim3(kThreads), 0, nullptr, a, b, n, vec);
-  CUDA_CHECK(cudaGetLastError());
   cuda::launch(reduce_final_kernel, dim3(1), dim3(kReduceThreads2), 0, nullptr, blocks);
-  CUDA_CHECK(cudaGetLastError());
   double result = 0.0;
   CUDA_CHECK(cudaMemcpyFromSymbol(&result, g_partials, sizeof(double),
                                   sizeof(double) * kReduceBlocks, cudaMemcpyDeviceToHost));
@@ -257,35 +256,30 @@ void relu_fwd(const float* x, float* y, size_t count) {
   if (count == 0) return;
   cuda::launch(relu_fwd_kernel, dim3(grid_for(count)), dim3(kThreads), 0, nullptr, x, y, count,
                aligned16(x) && aligned16(y));
-  CUDA_CHECK(cudaGetLastError());
 }
 
 void relu_bwd(const float* y, const float* dy, float* dx, size_t count) {
   if (count == 0) return;
   cuda::launch(relu_bwd_kernel, dim3(grid_for(count)), dim3(kThreads), 0, nullptr, y, dy, dx,
                count, aligned16(y) && aligned16(dy) && aligned16(dx));
-  CUDA_CHECK(cudaGetLastError());
 }
 
 void fill(float* x, float value, size_t count) {
   if (count == 0) return;
   cuda::launch(fill_kernel, dim3(grid_for(count)), dim3(kThreads), 0, nullptr, x, value, count,
                aligned16(x));
-  CUDA_CHECK(cudaGetLastError());
 }
 
 void axpby(float a, const float* x, float b, float* y, size_t count) {
   if (count == 0) return;
   cuda::launch(axpby_kernel, dim3(grid_for(count)), dim3(kThreads), 0, nullptr, a, x, b, y,
                count, aligned16(x) && aligned16(y));
-  CUDA_CHECK(cudaGetLastError());
 }
 
 void mul(const float* a, const float* b, float* y, size_t count) {
   if (count == 0) return;
   cuda::launch(mul_kernel, dim3(grid_for(count)), dim3(kThreads), 0, nullptr, a, b, y, count,
                aligned16(a) && aligned16(b) && aligned16(y));
-  CUDA_CHECK(cudaGetLastError());
 }
 
 void channel_affine(const float* x, float* y, int n, size_t plane, const ChannelAffine& a) {
@@ -308,7 +302,6 @@ void channel_affine(const float* x, float* y, int n, size_t plane, const Channel
       std::max<size_t>(1, std::min<size_t>((work + kThreads - 1) / kThreads, 64)));
   cuda::launch(channel_affine_kernel, dim3(bx, static_cast<unsigned>(rows)), dim3(kThreads), 0,
                nullptr, x, y, plane, a, vec);
-  CUDA_CHECK(cudaGetLastError());
 }
 
 double dot(const float* a, const float* b, size_t count) { return reduce<Red::Dot>(a, b, count); }

@@ -30,9 +30,10 @@ Versions (launcher argument `version`, 0 = the launcher's choice = v2):
 Reductions come back as one double (cudaMemcpy of 8 bytes); the partials live in a device
 buffer of this file, serialized by a host mutex.
 
-Test: ctest -R gram   (test/test_gram.cpp: every version vs preimage::cpu on odd shapes
-      C ∈ {1, 65, 130}, M ∈ {7×13, 67×93, 8×12}, NaN-prefilled outputs, all three simulator thread
-      orders; central differences and PyTorch cross-checks of the whole term).
+Test: ctest -R gram   (test/test_gram.cpp: every version vs preimage::cpu on odd shapes,
+      C ∈ {1, 33, 65, 70, 130}, M ∈ {7×13, 37×41, 67×93, 8×12, 36×40}, NaN-prefilled outputs,
+      all three simulator thread orders; central differences and PyTorch cross-checks of the
+      whole term).
 Bench: bench_texture (build with PREIMAGE_BUILD_BENCH=ON): gram rows, kernels vs cuBLAS on a GPU.
 */
 #include <algorithm>

@@ -21,7 +21,8 @@ Versions (pool_versions() == 2; `version` 0 = launcher's choice):
 
 Test: ctest -R kernels   (test/test_kernels_pool.cpp: all versions vs preimage::cpu, k=2 s=2 and
       k=3 s=2 p=1 on odd shapes, NaN-prefilled outputs, all three simulator thread orders).
-Bench: bandwidth-bound; ≈ (|x| + |y|)·4 B / 3.35 TB/s on an H100 (docs/kernels.md).
+Bench: build/bench/bench_vgg --device cuda --sizes 512 (pools inside the VGG pass); bandwidth-bound,
+       ≈ (|x| + |y|)·4 B / 3.35 TB/s on an H100 (docs/kernels.md).
 */
 #include <cmath>
 #include <stdexcept>
@@ -210,7 +211,6 @@ void maxpool_fwd(const float* x, float* y, const PoolShape& s, int version) {
   if (total == 0) return;
   cuda::launch(maxpool_fwd_v1_kernel, dim3(blocks_for(total)), dim3(kThreads), 0, nullptr, x, y,
                g);
-  CUDA_CHECK(cudaGetLastError());
 }
 
 void avgpool_fwd(const float* x, float* y, const PoolShape& s, int version) {
@@ -220,7 +220,6 @@ void avgpool_fwd(const float* x, float* y, const PoolShape& s, int version) {
   if (total == 0) return;
   cuda::launch(avgpool_fwd_v1_kernel, dim3(blocks_for(total)), dim3(kThreads), 0, nullptr, x, y,
                g);
-  CUDA_CHECK(cudaGetLastError());
 }
 
 void maxpool_bwd(const float* x, const float* dy, float* dx, const PoolShape& s, int version) {
@@ -232,14 +231,12 @@ void maxpool_bwd(const float* x, const float* dy, float* dx, const PoolShape& s,
   if (version == 1) {
     cuda::launch(pool_zero_v1_kernel, dim3(blocks_for(in_total)), dim3(kThreads), 0, nullptr, dx,
                  in_total);
-    CUDA_CHECK(cudaGetLastError());
     cuda::launch(maxpool_bwd_v1_kernel, dim3(blocks_for(out_total)), dim3(kThreads), 0, nullptr,
                  x, dy, dx, g);
   } else {
     cuda::launch(maxpool_bwd_v2_kernel, dim3(blocks_for(in_total)), dim3(kThreads), 0, nullptr, x,
                  dy, dx, g);
   }
-  CUDA_CHECK(cudaGetLastError());
 }
 
 void avgpool_bwd(const float* dy, float* dx, const PoolShape& s, int version) {
@@ -251,14 +248,12 @@ void avgpool_bwd(const float* dy, float* dx, const PoolShape& s, int version) {
   if (version == 1) {
     cuda::launch(pool_zero_v1_kernel, dim3(blocks_for(in_total)), dim3(kThreads), 0, nullptr, dx,
                  in_total);
-    CUDA_CHECK(cudaGetLastError());
     cuda::launch(avgpool_bwd_v1_kernel, dim3(blocks_for(out_total)), dim3(kThreads), 0, nullptr,
                  dy, dx, g);
   } else {
     cuda::launch(avgpool_bwd_v2_kernel, dim3(blocks_for(in_total)), dim3(kThreads), 0, nullptr, dy,
                  dx, g);
   }
-  CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace preimage::kernels

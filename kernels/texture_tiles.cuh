@@ -4,7 +4,8 @@ Device code only (templates, inlined into each including .cu); no launches here.
 
 Two kernels, one tile geometry: 64×64 output tile per block, 256 threads as 16×16, each thread
 a 4×4 register block, BK = 32, double-buffered shared tiles with a register prefetch of the next
-K step (one __syncthreads per step), FP32 FMA accumulation.
+K step (one __syncthreads per step), FP32 FMA accumulation (the syrk kernel two-level: each K
+step's 32 products summed apart, then added to the running total — its K runs to 10⁴–10⁵).
 
   texture_syrk_kernel<SYM, VEC>      C (ra, rb) = scale · A (ra, K) · B (rb, K)ᵀ
       A, B row-major with K contiguous: both operands are feature maps F (C, M), K = M.
@@ -186,6 +187,14 @@ __global__ void __launch_bounds__(kThreads)
     }
     const float* as = smem + cur * kTileFloats;
     const float* bs = diag ? as : smem + (2 + cur) * kTileFloats;
+    // Two-level accumulation: the 32 products of this K step in `part`, then one add into acc.
+    // A slice sums thousands of products; summing them in one register loses ≈ √n ulps, which
+    // the Gatys difference G − Ĝ then amplifies (docs/objectives.md, numerics).
+    float part[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) part[i][j] = 0.f;
 #pragma unroll 8
     for (int k = 0; k < kBK; ++k) {
       const float4 av = *reinterpret_cast<const float4*>(as + swz4(k, ty));
@@ -194,8 +203,12 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
+        for (int j = 0; j < 4; ++j) part[i][j] = fmaf(ar[i], br[j], part[i][j]);
     }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[i][j] += part[i][j];
     if (next) {
       store_rows<VEC>(smem + (cur ^ 1) * kTileFloats, ra_reg);
       if (!diag) store_rows<VEC>(smem + (2 + (cur ^ 1)) * kTileFloats, rb_reg);

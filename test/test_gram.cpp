@@ -2,8 +2,9 @@
 // thread orders) against engine/cpu/gram.cpp; the term's value and gradient against a double
 // reference with central differences, CUDA against CPU, and PyTorch float64 autograd.
 //
-// Shapes: C ∈ {1, 33, 65, 130}, M ∈ {7×13, 67×93, 8×12 and 36×40 (M % 4 == 0: float4 paths)};
-// 67×93 and 36×40 are long enough for split-K (atomicAdd slices). Outputs start as NaN.
+// Shapes: C ∈ {1, 33, 65, 70, 130}, M ∈ {7×13, 37×41, 67×93, 8×12 and 36×40 (M % 4 == 0:
+// float4 paths)}; 37×41, 67×93 and 36×40 are long enough for split-K (atomicAdd slices).
+// Outputs start as NaN.
 // Tolerance: relative 1e-5 (max error over the tensor / max magnitude of the reference).
 #include <catch2/catch.hpp>
 
@@ -34,7 +35,7 @@ constexpr double kTol = 1e-5;
 struct GramShape {
   int c, h, w;
 };
-const GramShape kShapes[] = {{1, 7, 13},   {65, 7, 13}, {33, 67, 93}, {65, 67, 93},
+const GramShape kShapes[] = {{1, 7, 13},   {65, 7, 13}, {33, 37, 41}, {65, 67, 93},
                              {130, 7, 13}, {65, 8, 12}, {70, 36, 40}};
 
 // v1 kernels use neither shared memory nor barriers: one thread order is enough for them.
@@ -152,8 +153,8 @@ TEST_CASE("gram term gradient vs central differences", "[gram][grad]") {
 }
 
 // ReLU-like [0,1) features: G and Ĝ (≈ M/4 ≈ 1.6e3 per entry) cancel to D ≈ 10, so the FP32
-// rounding of G (different summation orders on the two backends) reaches ≈ 1e-5 of the
-// gradient: tolerance 5e-5 here.
+// rounding of G (different summation orders on the two backends) is amplified ≈ 100× in the
+// gradient; both backends stay within 1e-5 of each other (measured ≤ 3e-6).
 TEST_CASE("gram term cuda vs cpu on a batch", "[gram]") {
   const Shape s{2, 65, 67, 93};
   const auto f = test::random_tensor(s, 21, 0.f, 1.f);
@@ -165,7 +166,7 @@ TEST_CASE("gram term cuda vs cpu on a batch", "[gram]") {
     r.push_back(test::run_term(*term, d, {{"relu2_1", f}}));
   }
   CHECK(r[1].value == Approx(r[0].value).epsilon(kTol));
-  CHECK(max_rel_error(r[1].tap_grads.at("relu2_1"), r[0].tap_grads.at("relu2_1")) <= 5e-5);
+  CHECK(max_rel_error(r[1].tap_grads.at("relu2_1"), r[0].tap_grads.at("relu2_1")) <= kTol);
 }
 
 TEST_CASE("gram matrix of a view and errors", "[gram]") {

@@ -7,7 +7,9 @@
 // runs once: N=1, O=5, 3×3.
 // A few extra shapes reach the code paths the sweep cannot: O or C > 64 (128-row tiles),
 // 32 < C ≤ 64 (64-row tile of backward-data), strided 3×3 (generic backward gather), K % 4 == 0
-// (float4 weight loads) and HO·WO % 4 == 0 (float4 stores).
+// (float4 weight loads) and HO·WO % 4 == 0 (float4 stores). Every shape runs every explicit
+// version (so backward-data v3, the small-C kernel, also sees C = 65 in 17 channel groups) and
+// version 0 (the launcher's choice: v3 for C = 3).
 // Outputs start as NaN so that an element a kernel forgets to write fails; every case runs under
 // the three simulator thread orders (test::for_each_schedule). Tolerance: relative 1e-5.
 #include <catch2/catch.hpp>

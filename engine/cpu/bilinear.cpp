@@ -21,7 +21,11 @@ void bilinear_pool_fwd(const float* fa, const float* fb, float* b, int ca, int c
   if (m <= 0) return;
   if (fa == fb) {
     if (ca != cb) throw std::invalid_argument("bilinear_pool_fwd: fa == fb needs ca == cb");
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, ca, m, s, fa, m, 0.f, b, ca);
+    // syrk only where OpenBLAS' syrk beats its sgemm (see engine/cpu/gram.cpp); mirrored.
+    if (ca >= 256)
+      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, ca, m, s, fa, m, 0.f, b, ca);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ca, ca, m, s, fa, m, fa, m, 0.f, b, ca);
 #pragma omp parallel for schedule(static)
     for (int i = 1; i < ca; ++i)
       for (int j = 0; j < i; ++j) b[size_t(i) * ca + j] = b[size_t(j) * ca + i];
