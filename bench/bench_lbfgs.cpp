@@ -145,9 +145,9 @@ void bench_ops(Device dev, int size, int m, int reps, double gatys_ms) {
     std::sort(t.begin(), t.end());
     return t[t.size() / 2];
   };
-  const std::string shape = "3x" + std::to_string(size) + "x" + std::to_string(size);
+  const std::string shape = Shape{1, 3, size, size}.str();
   char op[64];
-  std::snprintf(op, sizeof op, "  dots 3q×%d rows", 2 * m);
+  std::snprintf(op, sizeof op, "  dots 3q x %d rows", 2 * m);
   row(op, shape, device_name(dev), time_op([&] {
         be.lbfgs_dots(S.data(), Y.data(), ld, rows, m, s.data(), y.data(), pg.data(), n,
                       out.data());

@@ -87,7 +87,7 @@ class Lbfgs {
   // first minimize(); afterwards the solver's own iterate (equal to x) is saved.
   void save_checkpoint(const std::string& path, const Tensor& x) const;
   // Restores state, options and x (allocated with the saved shape when empty); throws Error
-  // naming the file for a bad checkpoint or one whose n or device layout does not match.
+  // naming the file for a bad checkpoint or one whose n or history differs from this solver's.
   void load_checkpoint(const std::string& path, Tensor& x);
 
   // Drops the state: the next minimize() starts afresh from its x.
