@@ -4,7 +4,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <random>
+#include <tuple>
 
 #include "cli_run.h"
 #include "image_ops.h"
@@ -35,20 +37,32 @@ void default_layers(Options& o, const std::string& spec) {
   if (o.layers.empty()) o.layers = parse_layers(spec, "layers");
 }
 
+// --out is required, and its directory must exist (found now rather than after the run).
 void require_out(const Options& o) {
   require(!o.out.empty(), o.command + ": --out FILE.png is required");
+  const auto dir = std::filesystem::path(o.out).parent_path();
+  require(dir.empty() || std::filesystem::is_directory(dir),
+          "--out: directory '" + dir.string() + "' does not exist");
+  require(!std::filesystem::is_directory(o.out), "--out: '" + o.out + "' is a directory");
 }
 
-// Adds the image priors requested by --tv / --alpha-weight.
-void add_priors(Objective& obj, const Options& o, float default_tv) {
-  const float tv = o.tv >= 0 ? o.tv : default_tv;
-  if (tv > 0) {
-    auto t = make_tv_term(o.tv_beta, tv);
+// Resolves the subcommand's default --tv weight (so that the sidecar records what was used).
+void default_tv(Options& o, float tv) {
+  if (o.tv < 0) o.tv = tv;
+}
+
+// Adds the image priors requested by --tv / --alpha-weight for an h×w image. The engine's priors
+// are raw sums over pixels and channels; the flags weigh their means (Mahendran & Vedaldi
+// normalize by the image size too), so that a weight means the same at every --size and octave.
+void add_priors(Objective& obj, const Options& o, int h, int w) {
+  const float per_value = 1.f / (3.f * float(h) * float(w));
+  if (o.tv > 0) {
+    auto t = make_tv_term(o.tv_beta, o.tv * per_value);
     t->label = "tv";
     obj.add(std::move(t));
   }
   if (o.alpha_weight > 0) {
-    auto t = make_alpha_term(o.alpha, o.alpha_weight);
+    auto t = make_alpha_term(o.alpha, o.alpha_weight * per_value);
     t->label = "alpha";
     obj.add(std::move(t));
   }
@@ -58,6 +72,17 @@ void add_priors(Objective& obj, const Options& o, float default_tv) {
 void forward_host(Session& s, const Tensor& img, const std::vector<std::string>& taps) {
   Tensor d = img.to(s.device);
   s.net->forward(d.view(), taps);
+}
+
+// Loads an image and brings it to --size, checking the memory estimate at that size before the
+// resized image is allocated.
+Tensor load_sized(Session& s, const std::string& path, const std::string& flag,
+                  const std::vector<std::string>& taps) {
+  Tensor img = load_rgb(path, flag);
+  const auto [h, w] = target_size(img.shape().h, img.shape().w, s.opt);
+  check_memory(s, h, w, taps);
+  if (h == img.shape().h && w == img.shape().w) return img;
+  return resize(img.view(), h, w);
 }
 
 void print_terms(const Session& s) {
@@ -74,13 +99,14 @@ int run_texture(Options o) {
   require_out(o);
   default_layers(o, "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1");
   if (!o.iters) o.iters = 100;
+  default_tv(o, 0.f);
   Session s = open_session(o, false);
   s.net->check_taps(tap_list(o.layers));
-  Tensor src = load_rgb(o.input, "--input", o, false);
-  int H = src.shape().h, W = src.shape().w;
-  if (!o.size.empty()) parse_size(o.size, src.shape().h, src.shape().w, &H, &W);
+  Tensor src = load_rgb(o.input, "--input");
+  const auto [H, W] = target_size(src.shape().h, src.shape().w, o);
+  check_memory(s, H, W, tap_list(o.layers));
   const auto sizes = octave_sizes(H, W, o);
-  const int first = o.resume ? resume_stage(o, int(sizes.size())) : 0;
+  const int first = resume_stage(s, int(sizes.size()));
   Tensor x;
   for (int k = first; k < int(sizes.size()); ++k) {
     const auto [h, w] = sizes[k];
@@ -100,9 +126,10 @@ int run_texture(Options o) {
       t->label = o.stats + ":" + l.layer;
       obj.add(std::move(t));
     }
-    add_priors(obj, o, 0.f);
-    x = k == first ? (o.resume ? initial_image(o, h, w, &src) : initial_image(o, h, w, &src))
-                   : resize(x.view(), h, w);
+    add_priors(obj, o, h, w);
+    // The first stage starts from --init (a resumed stage then loads its checkpoint over it);
+    // later stages from the previous stage's result, upsampled.
+    x = k == first ? initial_image(o, h, w, &src) : resize(x.view(), h, w);
     run_lbfgs(s, obj, x, k, int(sizes.size()), o.iters);
     if (s.interrupted) break;
   }
@@ -117,12 +144,13 @@ int run_invert(Options o) {
   require_out(o);
   default_layers(o, "relu4_1");
   if (!o.iters) o.iters = 200;
+  default_tv(o, 5.f);
   Session s = open_session(o, false);
   const auto taps = tap_list(o.layers);
   s.net->check_taps(taps);
-  Tensor img = load_rgb(o.input, "--input", o, true);
+  Tensor img = load_sized(s, o.input, "--input", taps);
   const auto sizes = octave_sizes(img.shape().h, img.shape().w, o);
-  const int first = o.resume ? resume_stage(o, int(sizes.size())) : 0;
+  const int first = resume_stage(s, int(sizes.size()));
   Tensor x;
   for (int k = first; k < int(sizes.size()); ++k) {
     const auto [h, w] = sizes[k];
@@ -135,7 +163,7 @@ int run_invert(Options o) {
       t->label = "feature:" + l.layer;
       obj.add(std::move(t));
     }
-    add_priors(obj, o, 1.f);
+    add_priors(obj, o, h, w);
     x = k == first ? initial_image(o, h, w, &imk) : resize(x.view(), h, w);
     run_lbfgs(s, obj, x, k, int(sizes.size()), o.iters);
     if (s.interrupted) break;
@@ -165,17 +193,18 @@ int run_style(Options o) {
   default_layers(o, "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1");
   if (!o.iters) o.iters = 150;
   if (!o.given("init")) o.init = "input";
+  default_tv(o, 0.f);
   Session s = open_session(o, false);
   const std::string content_tap = "relu4_2";
   auto taps = tap_list(o.layers);
   s.net->check_taps(taps);
-  Tensor content = load_rgb(o.input, "--input", o, true);
-  Tensor style = load_rgb(o.style, "--style", o, false);
-  const auto sizes = octave_sizes(content.shape().h, content.shape().w, o);
-  const int first = o.resume ? resume_stage(o, int(sizes.size())) : 0;
-  Tensor x;
   auto all_taps = taps;
   all_taps.push_back(content_tap);
+  Tensor style = load_rgb(o.style, "--style");
+  Tensor content = load_sized(s, o.input, "--input", all_taps);
+  const auto sizes = octave_sizes(content.shape().h, content.shape().w, o);
+  const int first = resume_stage(s, int(sizes.size()));
+  Tensor x;
   for (int k = first; k < int(sizes.size()); ++k) {
     const auto [h, w] = sizes[k];
     check_memory(s, h, w, all_taps);
@@ -195,7 +224,7 @@ int run_style(Options o) {
       t->label = "style:" + l.layer;
       obj.add(std::move(t));
     }
-    add_priors(obj, o, 0.f);
+    add_priors(obj, o, h, w);
     x = k == first ? initial_image(o, h, w, &ck) : resize(x.view(), h, w);
     run_lbfgs(s, obj, x, k, int(sizes.size()), o.iters);
     if (s.interrupted) break;
@@ -212,12 +241,13 @@ int run_caricature(Options o) {
   default_layers(o, "relu4_1");
   if (!o.iters) o.iters = 100;
   if (!o.given("init")) o.init = "input";
+  default_tv(o, 5.f);
   Session s = open_session(o, false);
   const auto taps = tap_list(o.layers);
   s.net->check_taps(taps);
-  Tensor img = load_rgb(o.input, "--input", o, true);
+  Tensor img = load_sized(s, o.input, "--input", taps);
   const auto sizes = octave_sizes(img.shape().h, img.shape().w, o);
-  const int first = o.resume ? resume_stage(o, int(sizes.size())) : 0;
+  const int first = resume_stage(s, int(sizes.size()));
   Tensor x;
   for (int k = first; k < int(sizes.size()); ++k) {
     const auto [h, w] = sizes[k];
@@ -230,7 +260,7 @@ int run_caricature(Options o) {
       t->label = "caricature:" + l.layer;
       obj.add(std::move(t));
     }
-    add_priors(obj, o, 1.f);
+    add_priors(obj, o, h, w);
     x = k == first ? initial_image(o, h, w, &imk) : resize(x.view(), h, w);
     run_lbfgs(s, obj, x, k, int(sizes.size()), o.iters);
     if (s.interrupted) break;
@@ -242,8 +272,10 @@ int run_caricature(Options o) {
 // ---- gradient-ascent commands --------------------------------------------------------------
 
 // One normalized ascent step on the objective (which is minimized, so we step against its
-// gradient), with jitter: x ← x − step/255 · g / mean|g|.
-double ascent_step(Session& s, Objective& obj, Tensor& x, std::mt19937_64& rng) {
+// gradient), with jitter: x ← x − step/255 · g / mean|g|. Returns the objective value at x
+// (before the step) and its per-term values.
+double ascent_step(Session& s, Objective& obj, Tensor& x, std::mt19937_64& rng,
+                   std::vector<double>& terms) {
   const int J = s.opt.jitter;
   int dy = 0, dx = 0;
   if (J > 0) {
@@ -253,44 +285,63 @@ double ascent_step(Session& s, Objective& obj, Tensor& x, std::mt19937_64& rng) 
   }
   Tensor xj = J > 0 ? roll(x, dy, dx) : x.clone();
   Tensor xd = xj.to(s.device), g;
-  const double val = obj.evaluate(*s.net, xd.view(), g);
+  const double val = obj.evaluate(*s.net, xd.view(), g, &terms);
   Tensor gh = g.to(Device::CPU);
   if (J > 0) gh = roll(gh, -dy, -dx);
   std::vector<float> gv = gh.to_vector(), xv = x.to_vector();
   double mean_abs = 0;
   for (float v : gv) mean_abs += std::fabs(v);
-  mean_abs = std::max(mean_abs / gv.size(), 1e-30);
+  mean_abs = std::max(mean_abs / double(gv.size()), 1e-30);
   const float a = float(s.opt.step / 255.0 / mean_abs);
   for (size_t i = 0; i < xv.size(); ++i) xv[i] = std::clamp(xv[i] - a * gv[i], 0.f, 1.f);
   x = Tensor::from_vector(x.shape(), xv);
   return val;
 }
 
+bool is_linear_tap(const Session& s, const std::string& tap) {
+  for (const auto& l : s.net->layers())
+    if (l.name == tap) return l.kind == LayerKind::Linear;
+  return false;
+}
+
 int run_visualize(Options o) {
   require_out(o);
-  require(o.layers.size() == 1, "visualize: --layers takes exactly one layer, e.g. relu4_1");
+  if (o.class_index >= 0 && o.layers.empty()) o.layers = parse_layers("fc8", "layers");
+  require(o.layers.size() == 1,
+          "visualize: --layers takes exactly one layer, e.g. --layers relu4_1 --channel 7");
   require(o.channel >= 0 || o.class_index >= 0, "visualize: give --channel C or --class K");
   if (!o.iters) o.iters = 200;
   if (!o.given("size")) o.size = "128";
+  default_tv(o, 0.f);
   Session s = open_session(o, false);
   const std::string tap = o.layers[0].layer;
   s.net->check_taps({tap});
+  require(o.class_index < 0 || is_linear_tap(s, tap),
+          "--class needs a classifier layer (--layers fc8), not '" + tap + "'; use --channel");
+  Tensor input;
+  if (o.init == "input") input = load_rgb(o.input, "--input");
   int h = 0, w = 0;
-  parse_size(o.size, 128, 128, &h, &w);
+  if (o.init == "input")
+    std::tie(h, w) = target_size(input.shape().h, input.shape().w, o);
+  else
+    parse_size(o.size, 128, 128, &h, &w);
   const Shape ts = s.net->tap_shape(tap, {1, 3, h, w});
   const int ch = o.class_index >= 0 ? o.class_index : o.channel;
-  require(ch < ts.c, "--channel/--class " + std::to_string(ch) + " out of range: layer " + tap +
-                         " has " + std::to_string(ts.c) + " channels");
+  require(ch < ts.c, std::string(o.class_index >= 0 ? "--class " : "--channel ") +
+                         std::to_string(ch) + " out of range: layer " + tap + " has " +
+                         std::to_string(ts.c) + (o.class_index >= 0 ? " classes" : " channels"));
   require(o.neuron_y < ts.h && o.neuron_x < ts.w,
           "--neuron " + std::to_string(o.neuron_y) + "," + std::to_string(o.neuron_x) +
               " outside layer " + tap + " (" + std::to_string(ts.h) + "x" +
               std::to_string(ts.w) + ")");
   check_memory(s, h, w, {tap});
+  resume_stage(s, 1);  // with --resume: there must be a checkpoint
   Objective obj;
   auto t = make_activation_term(tap, ch, o.neuron_y, o.neuron_x, 1.f);
   t->label = "activation:" + tap + ":" + std::to_string(ch);
   obj.add(std::move(t));
-  add_priors(obj, o, 0.f);
+  add_priors(obj, o, h, w);
+  // Noise: mid-grey with a little seeded noise (Yosinski et al.); otherwise --init.
   Tensor x = o.init == "noise" ? [&] {
     std::mt19937_64 r(o.seed);
     std::normal_distribution<float> d(0.5f, 0.02f);
@@ -298,10 +349,10 @@ int run_visualize(Options o) {
     for (auto& e : v) e = std::clamp(d(r), 0.f, 1.f);
     return Tensor::from_vector({1, 3, h, w}, v);
   }()
-                               : initial_image(o, h, w, nullptr);
+                               : initial_image(o, h, w, input.empty() ? nullptr : &input);
   std::mt19937_64 rng(o.seed + 1);
-  run_ascent(s, x, 0, 1, o.iters, [&](Tensor& xx, int it) {
-    const double v = ascent_step(s, obj, xx, rng);
+  run_ascent(s, obj, x, 0, 1, o.iters, rng, [&](Tensor& xx, int it, std::vector<double>& terms) {
+    const double v = ascent_step(s, obj, xx, rng, terms);
     if (o.l2_decay > 0) {  // decay towards mid-grey
       std::vector<float> xv = xx.to_vector();
       for (auto& e : xv) e = 0.5f + (1.f - o.l2_decay) * (e - 0.5f);
@@ -311,7 +362,9 @@ int run_visualize(Options o) {
     clip_small(xx, o.clip_small);
     return v;
   });
-  if (!s.loss_history.empty()) s.results.value("final_activation", -s.loss_history.back());
+  // The activation term is the first; it holds −activation.
+  if (!s.term_history.empty() && !s.term_history.back().empty())
+    s.results.value("final_activation", -s.term_history.back()[0]);
   return finish(s, x);
 }
 
@@ -323,20 +376,14 @@ int run_dream(Options o) {
   if (!o.given("octaves")) o.octaves = 3;
   if (!o.given("jitter")) o.jitter = 8;
   if (!o.given("octave-scale")) o.octave_scale = 1.4f;
+  default_tv(o, 0.f);
   Session s = open_session(o, false);
   const auto taps = tap_list(o.layers);
   s.net->check_taps(taps);
-  Tensor img = load_rgb(o.input, "--input", o, true);
+  Tensor img = load_sized(s, o.input, "--input", taps);
   const auto sizes = octave_sizes(img.shape().h, img.shape().w, o);
-  Objective obj;
-  for (const auto& l : o.layers) {
-    auto t = make_dream_term(l.layer, l.weight);
-    t->label = "dream:" + l.layer;
-    obj.add(std::move(t));
-  }
-  add_priors(obj, o, 0.f);
   std::mt19937_64 rng(o.seed);
-  const int first = o.resume ? resume_stage(o, int(sizes.size())) : 0;
+  const int first = resume_stage(s, int(sizes.size()));
   Tensor x, base_prev;
   for (int k = 0; k < int(sizes.size()); ++k) {
     const auto [h, w] = sizes[k];
@@ -346,7 +393,7 @@ int run_dream(Options o) {
       continue;
     }
     check_memory(s, h, w, taps);
-    if (k == 0 || k == first) {
+    if (k == first) {  // the input (a resumed stage then loads its checkpoint over it)
       x = base.clone();
     } else {  // carry the dreamt detail up: x = base + upsample(x_prev − base_prev)
       std::vector<float> d = x.to_vector(), bp = base_prev.to_vector();
@@ -356,8 +403,17 @@ int run_dream(Options o) {
       for (size_t i = 0; i < xv.size(); ++i) xv[i] = std::clamp(xv[i] + dv[i], 0.f, 1.f);
       x = Tensor::from_vector(base.shape(), xv);
     }
-    run_ascent(s, x, k, int(sizes.size()), o.iters,
-               [&](Tensor& xx, int) { return ascent_step(s, obj, xx, rng); });
+    Objective obj;
+    for (const auto& l : o.layers) {
+      auto t = make_dream_term(l.layer, l.weight);
+      t->label = "dream:" + l.layer;
+      obj.add(std::move(t));
+    }
+    add_priors(obj, o, h, w);
+    run_ascent(s, obj, x, k, int(sizes.size()), o.iters, rng,
+               [&](Tensor& xx, int, std::vector<double>& terms) {
+                 return ascent_step(s, obj, xx, rng, terms);
+               });
     base_prev = std::move(base);
     if (s.interrupted) break;
   }

@@ -62,6 +62,7 @@ Options parse_options(const std::string& command, int argc, char** argv, int fir
                       const std::set<std::string>& allowed) {
   Options o;
   o.command = command;
+  o.flags = allowed;
   for (int i = first; i < argc; ++i) {
     std::string s = argv[i];
     if (s.rfind("--", 0) != 0 || s == "--") {
@@ -129,6 +130,10 @@ Options parse_options(const std::string& command, int argc, char** argv, int fir
     else if (k == "step") o.step = to_float(v, k, 1e-6f, 1e6f);
     else if (k == "strength") o.strength = to_float(v, k, 0.f, 1e12f);
   }
+  require(o.positional.empty(), command + ": unexpected argument '" +
+                                    (o.positional.empty() ? "" : o.positional[0]) +
+                                    "' (options are --flag VALUE; see preimage " + command +
+                                    " --help)");
   require(o.stats == "gram" || o.stats == "bcnn",
           "--stats: expected gram or bcnn, got '" + o.stats + "'");
   require(o.neuron_y < 0 || o.channel >= 0, "--neuron needs --channel");

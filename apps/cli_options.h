@@ -20,6 +20,7 @@ struct Options {
   std::string command;
   std::vector<std::string> positional;
   std::map<std::string, std::string> raw;  // every flag given, for the sidecar
+  std::set<std::string> flags;             // the flags this subcommand accepts
 
   std::string weights = "random:0";
   std::string arch = "vgg19";

@@ -43,6 +43,13 @@ class Json {
     out_ += v ? "true" : "false";
     return *this;
   }
+  // A value that is already JSON text (e.g. another Json's str()), inserted verbatim.
+  Json& raw(const std::string& key, const std::string& json_text) {
+    prefix(key);
+    out_ += json_text;
+    return *this;
+  }
+  Json& null(const std::string& key) { return raw(key, "null"); }
   const std::string& str() const { return out_; }
 
  private:

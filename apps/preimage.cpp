@@ -136,7 +136,8 @@ void usage() {
                "common options: --weights FILE|random:SEED (default random:0) --arch vgg16|vgg19 "
                "--device auto|cpu|cuda --input IMG --size N|WxH --layers name[:weight],... "
                "--iters N --history M --seed S --octaves K --octave-scale F "
-               "--init noise|input|FILE --tv W --tv-beta B --alpha A --alpha-weight W "
+               "--init noise|input|FILE --tv W --tv-beta B --alpha A --alpha-weight W (weights of "
+               "the per-pixel means of TV^B and |x|^A) "
                "--jitter PX --out FILE.png --save-every K --resume --quiet\n");
 }
 

@@ -1,6 +1,7 @@
 // Crash-safe output: write to "<path>.tmp.<pid>", fsync, then rename over <path>. A reader (or a
 // process killed midway) sees the old file or the new one, never a partial one.
 #pragma once
+#include <cstddef>
 #include <functional>
 #include <string>
 
