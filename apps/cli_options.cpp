@@ -10,8 +10,8 @@
 namespace preimage::cli {
 namespace {
 
-const std::set<std::string> kBooleanFlags = {"resume", "quiet", "original-colors", "json",
-                                             "half", "keep-content", "from-noise"};
+const std::set<std::string> kBooleanFlags = {"resume", "quiet",        "original-colors", "json",
+                                             "half",   "keep-content", "from-noise"};
 
 int to_int(const std::string& v, const std::string& flag, int lo, int hi) {
   char* end = nullptr;
@@ -30,8 +30,8 @@ float to_float(const std::string& v, const std::string& flag, float lo, float hi
   double x = std::strtod(v.c_str(), &end);
   require(!v.empty() && end && *end == '\0' && errno == 0 && std::isfinite(x),
           "--" + flag + ": expected a number, got '" + v + "'");
-  require(x >= lo && x <= hi, "--" + flag + ": expected a number in [" + std::to_string(lo) +
-                                  ", " + std::to_string(hi) + "], got " + v);
+  require(x >= lo && x <= hi, "--" + flag + ": expected a number in [" + std::to_string(lo) + ", " +
+                                  std::to_string(hi) + "], got " + v);
   return float(x);
 }
 
@@ -49,8 +49,7 @@ std::vector<LayerWeight> parse_layers(const std::string& spec, const std::string
     LayerWeight lw;
     auto colon = item.find(':');
     lw.layer = item.substr(0, colon);
-    if (colon != std::string::npos)
-      lw.weight = to_float(item.substr(colon + 1), flag, 0.f, 1e12f);
+    if (colon != std::string::npos) lw.weight = to_float(item.substr(colon + 1), flag, 0.f, 1e12f);
     require(!lw.layer.empty(), "--" + flag + ": empty layer name in '" + spec + "'");
     out.push_back(lw);
   }
@@ -76,8 +75,8 @@ Options parse_options(const std::string& command, int argc, char** argv, int fir
       value = key.substr(eq + 1);
       key = key.substr(0, eq);
     }
-    require(allowed.count(key) > 0, command + ": unknown flag --" + key +
-                                        " (see preimage " + command + " --help)");
+    require(allowed.count(key) > 0,
+            command + ": unknown flag --" + key + " (see preimage " + command + " --help)");
     if (kBooleanFlags.count(key)) {
       require(!inline_value || value == "1" || value == "true" || value == "0" || value == "false",
               "--" + key + " takes no value");
@@ -90,50 +89,83 @@ Options parse_options(const std::string& command, int argc, char** argv, int fir
     o.raw[key] = value;
   }
   for (const auto& [k, v] : o.raw) {
-    if (k == "weights") o.weights = v;
-    else if (k == "arch") o.arch = v;
-    else if (k == "device") o.device = v;
-    else if (k == "input") o.input = v;
-    else if (k == "size") o.size = v;
-    else if (k == "layers" || k == "layer") o.layers = parse_layers(v, k);
-    else if (k == "iters") o.iters = to_int(v, k, 1, 1000000);
-    else if (k == "history") o.history = to_int(v, k, 1, 1000);
-    else if (k == "seed") o.seed = uint64_t(to_int(v, k, 0, 2147483647));
-    else if (k == "octaves") o.octaves = to_int(v, k, 1, 16);
-    else if (k == "octave-scale") o.octave_scale = to_float(v, k, 1.01f, 8.f);
-    else if (k == "init") o.init = v;
-    else if (k == "tv") o.tv = to_float(v, k, 0.f, 1e12f);
-    else if (k == "tv-beta") o.tv_beta = to_float(v, k, 1.f, 8.f);
-    else if (k == "alpha") o.alpha = to_float(v, k, 1.f, 64.f);
-    else if (k == "alpha-weight") o.alpha_weight = to_float(v, k, 0.f, 1e12f);
-    else if (k == "jitter") o.jitter = to_int(v, k, 0, 4096);
-    else if (k == "out") o.out = v;
-    else if (k == "save-every") o.save_every = to_int(v, k, 0, 1000000);
-    else if (k == "resume") o.resume = v == "1";
-    else if (k == "quiet") o.quiet = v == "1";
-    else if (k == "stats") o.stats = v;
-    else if (k == "style") o.style = v;
-    else if (k == "content-weight") o.content_weight = to_float(v, k, 0.f, 1e12f);
-    else if (k == "style-weight") o.style_weight = to_float(v, k, 0.f, 1e12f);
-    else if (k == "original-colors") o.original_colors = v == "1";
-    else if (k == "channel") o.channel = to_int(v, k, 0, 1 << 20);
+    if (k == "weights")
+      o.weights = v;
+    else if (k == "arch")
+      o.arch = v;
+    else if (k == "device")
+      o.device = v;
+    else if (k == "input")
+      o.input = v;
+    else if (k == "size")
+      o.size = v;
+    else if (k == "layers" || k == "layer")
+      o.layers = parse_layers(v, k);
+    else if (k == "iters")
+      o.iters = to_int(v, k, 1, 1000000);
+    else if (k == "history")
+      o.history = to_int(v, k, 1, 1000);
+    else if (k == "seed")
+      o.seed = uint64_t(to_int(v, k, 0, 2147483647));
+    else if (k == "octaves")
+      o.octaves = to_int(v, k, 1, 16);
+    else if (k == "octave-scale")
+      o.octave_scale = to_float(v, k, 1.01f, 8.f);
+    else if (k == "init")
+      o.init = v;
+    else if (k == "tv")
+      o.tv = to_float(v, k, 0.f, 1e12f);
+    else if (k == "tv-beta")
+      o.tv_beta = to_float(v, k, 1.f, 8.f);
+    else if (k == "alpha")
+      o.alpha = to_float(v, k, 1.f, 64.f);
+    else if (k == "alpha-weight")
+      o.alpha_weight = to_float(v, k, 0.f, 1e12f);
+    else if (k == "jitter")
+      o.jitter = to_int(v, k, 0, 4096);
+    else if (k == "out")
+      o.out = v;
+    else if (k == "save-every")
+      o.save_every = to_int(v, k, 0, 1000000);
+    else if (k == "resume")
+      o.resume = v == "1";
+    else if (k == "quiet")
+      o.quiet = v == "1";
+    else if (k == "stats")
+      o.stats = v;
+    else if (k == "style")
+      o.style = v;
+    else if (k == "content-weight")
+      o.content_weight = to_float(v, k, 0.f, 1e12f);
+    else if (k == "style-weight")
+      o.style_weight = to_float(v, k, 0.f, 1e12f);
+    else if (k == "original-colors")
+      o.original_colors = v == "1";
+    else if (k == "channel")
+      o.channel = to_int(v, k, 0, 1 << 20);
     else if (k == "neuron") {
       auto c = v.find(',');
       require(c != std::string::npos, "--neuron: expected Y,X, got '" + v + "'");
       o.neuron_y = to_int(v.substr(0, c), k, 0, 1 << 20);
       o.neuron_x = to_int(v.substr(c + 1), k, 0, 1 << 20);
-    } else if (k == "class") o.class_index = to_int(v, k, 0, 1 << 20);
-    else if (k == "l2-decay") o.l2_decay = to_float(v, k, 0.f, 1.f);
-    else if (k == "clip-small") o.clip_small = to_float(v, k, 0.f, 1.f);
-    else if (k == "blur-every") o.blur_every = to_int(v, k, 0, 1000000);
-    else if (k == "blur-sigma") o.blur_sigma = to_float(v, k, 0.f, 16.f);
-    else if (k == "step") o.step = to_float(v, k, 1e-6f, 1e6f);
-    else if (k == "strength") o.strength = to_float(v, k, 0.f, 1e12f);
+    } else if (k == "class")
+      o.class_index = to_int(v, k, 0, 1 << 20);
+    else if (k == "l2-decay")
+      o.l2_decay = to_float(v, k, 0.f, 1.f);
+    else if (k == "clip-small")
+      o.clip_small = to_float(v, k, 0.f, 1.f);
+    else if (k == "blur-every")
+      o.blur_every = to_int(v, k, 0, 1000000);
+    else if (k == "blur-sigma")
+      o.blur_sigma = to_float(v, k, 0.f, 16.f);
+    else if (k == "step")
+      o.step = to_float(v, k, 1e-6f, 1e6f);
+    else if (k == "strength")
+      o.strength = to_float(v, k, 0.f, 1e12f);
   }
-  require(o.positional.empty(), command + ": unexpected argument '" +
-                                    (o.positional.empty() ? "" : o.positional[0]) +
-                                    "' (options are --flag VALUE; see preimage " + command +
-                                    " --help)");
+  require(o.positional.empty(),
+          command + ": unexpected argument '" + (o.positional.empty() ? "" : o.positional[0]) +
+              "' (options are --flag VALUE; see preimage " + command + " --help)");
   require(o.stats == "gram" || o.stats == "bcnn",
           "--stats: expected gram or bcnn, got '" + o.stats + "'");
   require(o.neuron_y < 0 || o.channel >= 0, "--neuron needs --channel");

@@ -27,7 +27,9 @@ namespace {
 // a second Ctrl-C while the checkpoint is written terminates at once.
 std::atomic<int> g_signal{0};
 
-extern "C" void on_signal(int sig) { g_signal.store(sig); }
+extern "C" void on_signal(int sig) {
+  g_signal.store(sig);
+}
 
 void install_signal_handlers() {
   struct sigaction sa {};
@@ -38,7 +40,9 @@ void install_signal_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-bool stop_requested() { return g_signal.load() != 0; }
+bool stop_requested() {
+  return g_signal.load() != 0;
+}
 
 std::string fmt_time(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--:--";
@@ -56,8 +60,13 @@ std::string fmt_time(double seconds) {
 class Progress {
  public:
   Progress(bool quiet, int total, std::string label, int first = 0)
-      : quiet_(quiet), tty_(isatty(STDERR_FILENO)), total_(total), first_(first),
-        label_(std::move(label)), start_(std::chrono::steady_clock::now()), last_(start_) {}
+      : quiet_(quiet),
+        tty_(isatty(STDERR_FILENO)),
+        total_(total),
+        first_(first),
+        label_(std::move(label)),
+        start_(std::chrono::steady_clock::now()),
+        last_(start_) {}
   void update(int it, double loss) {
     if (quiet_) return;
     const auto now = std::chrono::steady_clock::now();
@@ -73,8 +82,8 @@ class Progress {
       drawn_ = true;
     } else if (it == total_ || it == first_ + 1 ||
                std::chrono::duration<double>(now - last_).count() >= 5.0 || it % 50 == 0) {
-      std::fprintf(stderr, "%s iteration %d/%d loss %.6e (%.2f it/s, ETA %s)\n", label_.c_str(),
-                   it, total_, loss, rate, fmt_time(eta).c_str());
+      std::fprintf(stderr, "%s iteration %d/%d loss %.6e (%.2f it/s, ETA %s)\n", label_.c_str(), it,
+                   total_, loss, rate, fmt_time(eta).c_str());
       last_ = now;
     }
   }
@@ -217,8 +226,8 @@ void apply_blob(Session& s, const std::string& blob, const std::string& ckpt, in
       terms.push_back(std::move(t));
     }
   }
-  require(command == s.opt.command, "--resume: '" + ckpt + "' was written by 'preimage " +
-                                        command + "', not 'preimage " + s.opt.command + "'");
+  require(command == s.opt.command, "--resume: '" + ckpt + "' was written by 'preimage " + command +
+                                        "', not 'preimage " + s.opt.command + "'");
   std::map<std::string, std::string> now;
   for (const auto& [k, v] : s.opt.raw)
     if (!kResumeFree.count(k)) now[k] = one_line(v);
@@ -304,10 +313,10 @@ Session open_session(const Options& opt, bool avg_pool) {
   }
   s.weights_identity = w.identity;
   s.random_weights = w.random;
-  s.banner = "preimage " + opt.command + ": weights " + w.identity +
-             (w.random ? " (RANDOM features: seeded He-initialized VGG, not a trained network)"
-                       : "") +
-             ", device " + device_name(s.device);
+  s.banner =
+      "preimage " + opt.command + ": weights " + w.identity +
+      (w.random ? " (RANDOM features: seeded He-initialized VGG, not a trained network)" : "") +
+      ", device " + device_name(s.device);
   // Test hooks (test/test_cli.py): a reproducible Ctrl-C, and a crash, after iteration k.
   if (const char* e = std::getenv("PREIMAGE_TEST_INTERRUPT_AT")) s.interrupt_at = std::atoi(e);
   if (const char* e = std::getenv("PREIMAGE_TEST_KILL_AT")) s.kill_at = std::atoi(e);
@@ -578,7 +587,10 @@ void write_effective_settings(Json& j, const Options& o) {
     j.value("original_colors", o.original_colors);
   }
   if (has("channel")) {
-    if (o.channel >= 0) j.value("channel", o.channel); else j.null("channel");
+    if (o.channel >= 0)
+      j.value("channel", o.channel);
+    else
+      j.null("channel");
     if (o.neuron_y >= 0) {
       j.begin_array("neuron");
       j.value("", o.neuron_y);
@@ -587,7 +599,10 @@ void write_effective_settings(Json& j, const Options& o) {
     } else {
       j.null("neuron");
     }
-    if (o.class_index >= 0) j.value("class", o.class_index); else j.null("class");
+    if (o.class_index >= 0)
+      j.value("class", o.class_index);
+    else
+      j.null("class");
     j.value("l2_decay", double(o.l2_decay));
     j.value("clip_small", double(o.clip_small));
     j.value("blur_every", o.blur_every);

@@ -5,8 +5,8 @@
 #include <chrono>
 #include <functional>
 #include <map>
-#include <random>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -25,13 +25,13 @@ struct Session {
   std::string weights_identity;
   bool random_weights = false;
   std::chrono::steady_clock::time_point start;
-  std::string banner;      // printed by announce() once every input has been validated
+  std::string banner;  // printed by announce() once every input has been validated
   bool announced = false;
-  int resume_from = -1;    // the stage --resume continues (resume_stage())
-  double prior_wall_s = 0;        // wall time of the interrupted runs this one continues
+  int resume_from = -1;            // the stage --resume continues (resume_stage())
+  double prior_wall_s = 0;         // wall time of the interrupted runs this one continues
   long long prior_peak_bytes = 0;  // and their measured peak
-  int interrupt_at = 0;    // test hook: PREIMAGE_TEST_INTERRUPT_AT=k interrupts after iteration k
-  int kill_at = 0;         // test hook: PREIMAGE_TEST_KILL_AT=k dies (SIGKILL) after iteration k
+  int interrupt_at = 0;  // test hook: PREIMAGE_TEST_INTERRUPT_AT=k interrupts after iteration k
+  int kill_at = 0;       // test hook: PREIMAGE_TEST_KILL_AT=k dies (SIGKILL) after iteration k
 
   // Sidecar material.
   std::vector<std::string> term_labels;
@@ -41,10 +41,10 @@ struct Session {
   std::string stop_reason = "none";
   size_t predicted_peak_bytes = 0;
   int out_h = 0, out_w = 0;  // final image size
-  Json results;  // command-specific results (e.g. reconstruction error), an open object
+  Json results;              // command-specific results (e.g. reconstruction error), an open object
   bool interrupted = false;
   std::string checkpoint;  // written on interruption
-  int signal = 0;  // the signal that interrupted the run (exit code 128 + signal)
+  int signal = 0;          // the signal that interrupted the run (exit code 128 + signal)
 };
 
 // Device, weights and network; installs SIGINT/SIGTERM handlers. Prints nothing: the banner

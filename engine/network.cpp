@@ -122,9 +122,9 @@ struct Network::Impl {
         require(in.c == ws.c, "layer " + l.name + ": input has " + std::to_string(in.c) +
                                   " channels, weights expect " + std::to_string(ws.c));
         require(in.h + 2 * l.pad >= ws.h && in.w + 2 * l.pad >= ws.w,
-                "layer " + l.name + ": input " + std::to_string(in.h) + "x" +
-                    std::to_string(in.w) + " is smaller than its " + std::to_string(ws.h) + "x" +
-                    std::to_string(ws.w) + " kernel (image too small for this depth)");
+                "layer " + l.name + ": input " + std::to_string(in.h) + "x" + std::to_string(in.w) +
+                    " is smaller than its " + std::to_string(ws.h) + "x" + std::to_string(ws.w) +
+                    " kernel (image too small for this depth)");
         return {in.n, ws.n, (in.h + 2 * l.pad - ws.h) / l.stride + 1,
                 (in.w + 2 * l.pad - ws.w) / l.stride + 1};
       }
@@ -134,10 +134,10 @@ struct Network::Impl {
       case LayerKind::AvgPool: {
         // Checked before dividing: C++ division truncates toward zero, so (1 - 2) / 2 + 1
         // would claim a 1x1 output from a 1x1 input.
-        require(in.h + 2 * l.pad >= l.k && in.w + 2 * l.pad >= l.k, "layer " + l.name + ": input " + std::to_string(in.h) + "x" +
-                                          std::to_string(in.w) +
-                                          " is too small to pool (image too small for this "
-                                          "depth)");
+        require(in.h + 2 * l.pad >= l.k && in.w + 2 * l.pad >= l.k,
+                "layer " + l.name + ": input " + std::to_string(in.h) + "x" + std::to_string(in.w) +
+                    " is too small to pool (image too small for this "
+                    "depth)");
         return {in.n, in.c, (in.h + 2 * l.pad - l.k) / l.stride + 1,
                 (in.w + 2 * l.pad - l.k) / l.stride + 1};
       }

@@ -71,12 +71,11 @@ struct ConvGeom {
 ConvGeom make_geom(const ConvShape& s) {
   if (s.n < 0 || s.c <= 0 || s.h <= 0 || s.w <= 0 || s.o <= 0 || s.kh <= 0 || s.kw <= 0 ||
       s.stride <= 0 || s.pad < 0 || s.ho() <= 0 || s.wo() <= 0)
-    throw std::invalid_argument("conv2d: invalid shape (n=" + std::to_string(s.n) +
-                                " c=" + std::to_string(s.c) + " h=" + std::to_string(s.h) +
-                                " w=" + std::to_string(s.w) + " o=" + std::to_string(s.o) +
-                                " k=" + std::to_string(s.kh) + "x" + std::to_string(s.kw) +
-                                " stride=" + std::to_string(s.stride) +
-                                " pad=" + std::to_string(s.pad) + ")");
+    throw std::invalid_argument(
+        "conv2d: invalid shape (n=" + std::to_string(s.n) + " c=" + std::to_string(s.c) +
+        " h=" + std::to_string(s.h) + " w=" + std::to_string(s.w) + " o=" + std::to_string(s.o) +
+        " k=" + std::to_string(s.kh) + "x" + std::to_string(s.kw) +
+        " stride=" + std::to_string(s.stride) + " pad=" + std::to_string(s.pad) + ")");
   return {s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.stride, s.pad, s.ho(), s.wo()};
 }
 
@@ -85,7 +84,9 @@ void bad_version(const char* op, int version, int count) {
                               " does not exist (0.." + std::to_string(count) + ")");
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 unsigned blocks_for(long long total, int threads) {
   return static_cast<unsigned>((total + threads - 1) / threads);
@@ -94,8 +95,8 @@ unsigned blocks_for(long long total, int threads) {
 // ============================== v1: direct ==============================================
 
 __global__ void conv2d_fwd_v1_kernel(const float* __restrict__ x, const float* __restrict__ w,
-                                     const float* __restrict__ b, float* __restrict__ y,
-                                     ConvGeom g, bool relu) {
+                                     const float* __restrict__ b, float* __restrict__ y, ConvGeom g,
+                                     bool relu) {
   const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   const long long total = (long long)g.n * g.o * g.ho * g.wo;
   if (i >= total) return;
@@ -122,8 +123,7 @@ __global__ void conv2d_fwd_v1_kernel(const float* __restrict__ x, const float* _
   y[i] = acc;
 }
 
-__global__ void conv2d_bwd_data_v1_kernel(const float* __restrict__ dy,
-                                          const float* __restrict__ w,
+__global__ void conv2d_bwd_data_v1_kernel(const float* __restrict__ dy, const float* __restrict__ w,
                                           const float* __restrict__ mask, float* __restrict__ dx,
                                           ConvGeom g) {
   const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
@@ -203,8 +203,8 @@ __global__ void conv2d_bwd_bias_v1_kernel(const float* __restrict__ dy, float* _
 constexpr int kT2 = 16;
 
 __global__ void conv2d_fwd_v2_kernel(const float* __restrict__ x, const float* __restrict__ w,
-                                     const float* __restrict__ b, float* __restrict__ y,
-                                     ConvGeom g, bool relu) {
+                                     const float* __restrict__ b, float* __restrict__ y, ConvGeom g,
+                                     bool relu) {
   __shared__ float ws[kT2][kT2 + 1];  // [m][k]
   __shared__ float xs[kT2][kT2 + 1];  // [k][p]
   const int tx = threadIdx.x, ty = threadIdx.y;
@@ -503,8 +503,8 @@ __device__ __forceinline__ void conv_igemm_body(const float* __restrict__ src,
 template <class T, int KH_, int KW_>
 __global__ void __launch_bounds__(256, 2)
     conv2d_fwd_v3_kernel(const float* __restrict__ x, const float* __restrict__ w,
-                         const float* __restrict__ b, float* __restrict__ y, ConvGeom g,
-                         bool relu, bool vec_a, bool vec_out) {
+                         const float* __restrict__ b, float* __restrict__ y, ConvGeom g, bool relu,
+                         bool vec_a, bool vec_out) {
   conv_igemm_body<T, KH_, KW_, false>(x, w, b, nullptr, y, g, relu, vec_a, vec_out);
 }
 
@@ -540,8 +540,7 @@ __device__ __forceinline__ int bwd_tap_offset(int ih, int iw, int fh, int fw, co
 template <int KH_, int KW_>
 __global__ void __launch_bounds__(kV3Threads, 4)
     conv2d_bwd_data_v3_kernel(const float* __restrict__ dy, const float* __restrict__ w,
-                              const float* __restrict__ mask, float* __restrict__ dx,
-                              ConvGeom g) {
+                              const float* __restrict__ mask, float* __restrict__ dx, ConvGeom g) {
   __shared__ float4 ws[kV3Chunk];
   constexpr int TAPS = KH_ * KW_;  // 0: runtime filter size
   const Filter<KH_, KW_> f{g.kh, g.kw};
@@ -780,9 +779,15 @@ constexpr int kMinStepsPerSlice = 16;
 
 // ============================== launchers ================================================
 
-int conv2d_fwd_versions() { return 3; }
-int conv2d_bwd_data_versions() { return 3; }
-int conv2d_bwd_filter_versions() { return 2; }
+int conv2d_fwd_versions() {
+  return 3;
+}
+int conv2d_bwd_data_versions() {
+  return 3;
+}
+int conv2d_bwd_filter_versions() {
+  return 2;
+}
 
 void conv2d_fwd(const float* x, const float* w, const float* b, float* y, const ConvShape& s,
                 bool relu, int version) {
@@ -792,8 +797,8 @@ void conv2d_fwd(const float* x, const float* w, const float* b, float* y, const 
   if (total == 0) return;
   const long long P = (long long)g.n * g.ho * g.wo;
   if (version == 1) {
-    cuda::launch(conv2d_fwd_v1_kernel, dim3(blocks_for(total, 256)), dim3(256), 0, nullptr, x,
-                 w, b, y, g, relu);
+    cuda::launch(conv2d_fwd_v1_kernel, dim3(blocks_for(total, 256)), dim3(256), 0, nullptr, x, w, b,
+                 y, g, relu);
   } else if (version == 2) {
     const dim3 grid(static_cast<unsigned>((P + kT2 - 1) / kT2), (g.o + kT2 - 1) / kT2);
     cuda::launch(conv2d_fwd_v2_kernel, grid, dim3(kT2, kT2), 0, nullptr, x, w, b, y, g, relu);
@@ -830,33 +835,33 @@ void conv2d_bwd_data(const float* dy, const float* w, const float* mask, float* 
   if (version == 3) {
     const dim3 grid(blocks_for(total / g.c, kV3Threads), (g.c + 3) / 4);
     if (g.kh == 3 && g.kw == 3)
-      cuda::launch(conv2d_bwd_data_v3_kernel<3, 3>, grid, dim3(kV3Threads), 0, nullptr, dy, w,
-                   mask, dx, g);
+      cuda::launch(conv2d_bwd_data_v3_kernel<3, 3>, grid, dim3(kV3Threads), 0, nullptr, dy, w, mask,
+                   dx, g);
     else
-      cuda::launch(conv2d_bwd_data_v3_kernel<0, 0>, grid, dim3(kV3Threads), 0, nullptr, dy, w,
-                   mask, dx, g);
+      cuda::launch(conv2d_bwd_data_v3_kernel<0, 0>, grid, dim3(kV3Threads), 0, nullptr, dy, w, mask,
+                   dx, g);
   } else if (version == 1) {
-    cuda::launch(conv2d_bwd_data_v1_kernel, dim3(blocks_for(total, 256)), dim3(256), 0, nullptr,
-                 dy, w, mask, dx, g);
+    cuda::launch(conv2d_bwd_data_v1_kernel, dim3(blocks_for(total, 256)), dim3(256), 0, nullptr, dy,
+                 w, mask, dx, g);
   } else {
     const bool vec_out =
         (g.h * g.w) % 4 == 0 && aligned16(dx) && (mask == nullptr || aligned16(mask));
-    const bool special = (g.kh == 3 && g.kw == 3 && g.stride == 1) ||
-                         (g.kh == 1 && g.kw == 1 && g.stride == 1);
+    const bool special =
+        (g.kh == 3 && g.kw == 3 && g.stride == 1) || (g.kh == 1 && g.kw == 1 && g.stride == 1);
     // The generic gather (stride tests, runtime filter size) needs more registers: at most the
     // 64-row tile there, so that it does not spill.
     with_tiling(special ? g.c : std::min(g.c, 64), [&](auto tile) {
       using T = decltype(tile);
       const dim3 grid = igemm_grid<T>(g.c, total / g.c);
       if (g.kh == 3 && g.kw == 3 && g.stride == 1)
-        cuda::launch(conv2d_bwd_data_v2_kernel<T, 3, 3>, grid, dim3(256), 0, nullptr, dy, w,
-                     mask, dx, g, vec_out);
+        cuda::launch(conv2d_bwd_data_v2_kernel<T, 3, 3>, grid, dim3(256), 0, nullptr, dy, w, mask,
+                     dx, g, vec_out);
       else if (g.kh == 1 && g.kw == 1 && g.stride == 1)
-        cuda::launch(conv2d_bwd_data_v2_kernel<T, 1, 1>, grid, dim3(256), 0, nullptr, dy, w,
-                     mask, dx, g, vec_out);
+        cuda::launch(conv2d_bwd_data_v2_kernel<T, 1, 1>, grid, dim3(256), 0, nullptr, dy, w, mask,
+                     dx, g, vec_out);
       else if constexpr (T::BM <= 64)  // (never the 128-row tile here, see above)
-        cuda::launch(conv2d_bwd_data_v2_kernel<T, 0, 0>, grid, dim3(256), 0, nullptr, dy, w,
-                     mask, dx, g, vec_out);
+        cuda::launch(conv2d_bwd_data_v2_kernel<T, 0, 0>, grid, dim3(256), 0, nullptr, dy, w, mask,
+                     dx, g, vec_out);
     });
   }
 }
@@ -879,8 +884,8 @@ void conv2d_bwd_filter(const float* x, const float* dy, float* dw, float* db, co
     cuda::launch(conv2d_bwd_filter_v1_kernel, dim3(blocks_for(nw, 256)), dim3(256), 0, nullptr, x,
                  dy, dw, g, accumulate);
     if (db) {
-      cuda::launch(conv2d_bwd_bias_v1_kernel, dim3(blocks_for(g.o, 128)), dim3(128), 0, nullptr,
-                   dy, db, g, accumulate);
+      cuda::launch(conv2d_bwd_bias_v1_kernel, dim3(blocks_for(g.o, 128)), dim3(128), 0, nullptr, dy,
+                   db, g, accumulate);
     }
     return;
   }
@@ -901,8 +906,8 @@ void conv2d_bwd_filter(const float* x, const float* dy, float* dw, float* db, co
                  static_cast<int>(chunk), accumulate, atomic);
   });
   if (db) {
-    cuda::launch(conv2d_bwd_bias_v2_kernel, dim3(g.o), dim3(kBiasThreads), 0, nullptr, dy, db,
-                 g, accumulate);
+    cuda::launch(conv2d_bwd_bias_v2_kernel, dim3(g.o), dim3(kBiasThreads), 0, nullptr, dy, db, g,
+                 accumulate);
   }
 }
 

@@ -24,8 +24,8 @@ Versions: one per op (these are bandwidth-bound and simple):
 
 Test: ctest -R kernels   (test/test_kernels_elementwise.cpp: vs preimage::cpu, NaN-prefilled
       outputs, all three simulator thread orders).
-Bench: build/bench/bench_vgg --device cuda --sizes 512; bandwidth-bound, expected ≈ bytes / 3.35 TB/s on
-       an H100 (docs/kernels.md).
+Bench: build/bench/bench_vgg --device cuda --sizes 512; bandwidth-bound, expected ≈ bytes / 3.35
+TB/s on an H100 (docs/kernels.md).
 */
 #include <algorithm>
 #include <cstdint>
@@ -40,22 +40,28 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr unsigned kMaxBlocks = 4096;
-constexpr int kReduceBlocks = 1024;   // partials of pass 1, at most
-constexpr int kReduceThreads2 = 1024; // pass 2: one block, one partial per thread
+constexpr int kReduceBlocks = 1024;    // partials of pass 1, at most
+constexpr int kReduceThreads2 = 1024;  // pass 2: one block, one partial per thread
 
 unsigned grid_for(size_t n) {
   const size_t b = (n + kThreads - 1) / kThreads;
   return static_cast<unsigned>(std::max<size_t>(1, std::min<size_t>(b, kMaxBlocks)));
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 __device__ __forceinline__ size_t global_thread() {
   return blockIdx.x * (size_t)blockDim.x + threadIdx.x;
 }
-__device__ __forceinline__ size_t grid_threads() { return (size_t)gridDim.x * blockDim.x; }
+__device__ __forceinline__ size_t grid_threads() {
+  return (size_t)gridDim.x * blockDim.x;
+}
 
-__device__ __forceinline__ float relu1(float v) { return v < 0.f ? 0.f : v; }
+__device__ __forceinline__ float relu1(float v) {
+  return v < 0.f ? 0.f : v;
+}
 
 // ------------------------------- maps ---------------------------------------------------
 // Each map kernel: float4 main loop over count/4 vectors when `vec`, then the scalar tail
@@ -168,8 +174,7 @@ __global__ void channel_affine_kernel(const float* x, float* y, size_t plane, Ch
     }
     start = n4 * 4;
   }
-  for (size_t i = start + global_thread(); i < plane; i += grid_threads())
-    dst[i] = s * src[i] + t;
+  for (size_t i = start + global_thread(); i < plane; i += grid_threads()) dst[i] = s * src[i] + t;
 }
 
 // ------------------------------- reductions ---------------------------------------------
@@ -181,9 +186,12 @@ __device__ double g_partials[kReduceBlocks + 1];
 
 template <Red OP>
 __device__ __forceinline__ double term(float a, float b) {
-  if constexpr (OP == Red::Sum) return (double)a;
-  else if constexpr (OP == Red::SumSquares) return (double)a * (double)a;
-  else return (double)a * (double)b;
+  if constexpr (OP == Red::Sum)
+    return (double)a;
+  else if constexpr (OP == Red::SumSquares)
+    return (double)a * (double)a;
+  else
+    return (double)a * (double)b;
 }
 
 // Sum of v over the block (blockDim.x a multiple of 32, ≤ 1024); valid in thread 0.
@@ -260,8 +268,8 @@ void relu_fwd(const float* x, float* y, size_t count) {
 
 void relu_bwd(const float* y, const float* dy, float* dx, size_t count) {
   if (count == 0) return;
-  cuda::launch(relu_bwd_kernel, dim3(grid_for(count)), dim3(kThreads), 0, nullptr, y, dy, dx,
-               count, aligned16(y) && aligned16(dy) && aligned16(dx));
+  cuda::launch(relu_bwd_kernel, dim3(grid_for(count)), dim3(kThreads), 0, nullptr, y, dy, dx, count,
+               aligned16(y) && aligned16(dy) && aligned16(dx));
 }
 
 void fill(float* x, float value, size_t count) {
@@ -272,8 +280,8 @@ void fill(float* x, float value, size_t count) {
 
 void axpby(float a, const float* x, float b, float* y, size_t count) {
   if (count == 0) return;
-  cuda::launch(axpby_kernel, dim3(grid_for(count)), dim3(kThreads), 0, nullptr, a, x, b, y,
-               count, aligned16(x) && aligned16(y));
+  cuda::launch(axpby_kernel, dim3(grid_for(count)), dim3(kThreads), 0, nullptr, a, x, b, y, count,
+               aligned16(x) && aligned16(y));
 }
 
 void mul(const float* a, const float* b, float* y, size_t count) {
@@ -292,8 +300,8 @@ void channel_affine(const float* x, float* y, int n, size_t plane, const Channel
   if (rows > 65535) {  // grid.y limit: split the batch
     const int per = 65535 / a.c;
     for (int i = 0; i < n; i += per)
-      channel_affine(x + size_t(i) * a.c * plane, y + size_t(i) * a.c * plane,
-                     std::min(per, n - i), plane, a);
+      channel_affine(x + size_t(i) * a.c * plane, y + size_t(i) * a.c * plane, std::min(per, n - i),
+                     plane, a);
     return;
   }
   const bool vec = plane % 4 == 0 && aligned16(x) && aligned16(y);
@@ -304,8 +312,12 @@ void channel_affine(const float* x, float* y, int n, size_t plane, const Channel
                nullptr, x, y, plane, a, vec);
 }
 
-double dot(const float* a, const float* b, size_t count) { return reduce<Red::Dot>(a, b, count); }
-double sum(const float* x, size_t count) { return reduce<Red::Sum>(x, nullptr, count); }
+double dot(const float* a, const float* b, size_t count) {
+  return reduce<Red::Dot>(a, b, count);
+}
+double sum(const float* x, size_t count) {
+  return reduce<Red::Sum>(x, nullptr, count);
+}
 double sum_squares(const float* x, size_t count) {
   return reduce<Red::SumSquares>(x, nullptr, count);
 }

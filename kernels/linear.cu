@@ -115,8 +115,8 @@ __global__ void __launch_bounds__(256)
   }
 }
 
-__global__ void linear_bias_grad_kernel(const float* __restrict__ dy, float* __restrict__ db,
-                                        int n, int out, bool accumulate) {
+__global__ void linear_bias_grad_kernel(const float* __restrict__ dy, float* __restrict__ db, int n,
+                                        int out, bool accumulate) {
   const int o = blockIdx.x * blockDim.x + threadIdx.x;
   if (o >= out) return;
   double acc = accumulate ? (double)db[o] : 0.0;
@@ -125,13 +125,13 @@ __global__ void linear_bias_grad_kernel(const float* __restrict__ dy, float* __r
 }
 
 template <bool A_KC, bool B_KC>
-void gemm(const float* a, const float* b, const float* bias, float* c, int M, int N, int K,
-          int lda, int ldb, int ldc, bool accumulate) {
+void gemm(const float* a, const float* b, const float* bias, float* c, int M, int N, int K, int lda,
+          int ldb, int ldc, bool accumulate) {
   auto run = [&](auto tile) {
     using T = decltype(tile);
     const dim3 grid((N + T::BN - 1) / T::BN, (M + T::BM - 1) / T::BM);
-    cuda::launch(linear_gemm_kernel<T, A_KC, B_KC>, grid, dim3(T::THREADS), 0, nullptr, a, b,
-                 bias, c, M, N, K, lda, ldb, ldc, accumulate);
+    cuda::launch(linear_gemm_kernel<T, A_KC, B_KC>, grid, dim3(T::THREADS), 0, nullptr, a, b, bias,
+                 c, M, N, K, lda, ldb, ldc, accumulate);
   };
   if (M <= LinThin::BM)
     run(LinThin{});
@@ -171,8 +171,8 @@ void linear_bwd_weights(const float* x, const float* dy, float* dw, float* db, i
   }
   gemm<false, false>(dy, x, nullptr, dw, out, in, n, out, in, in, accumulate);
   if (db) {
-    cuda::launch(linear_bias_grad_kernel, dim3((out + 255) / 256), dim3(256), 0, nullptr, dy, db,
-                 n, out, accumulate);
+    cuda::launch(linear_bias_grad_kernel, dim3((out + 255) / 256), dim3(256), 0, nullptr, dy, db, n,
+                 out, accumulate);
   }
 }
 

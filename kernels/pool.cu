@@ -43,11 +43,11 @@ struct PoolGeom {
 PoolGeom make_geom(const PoolShape& s) {
   if (s.n < 0 || s.c <= 0 || s.h <= 0 || s.w <= 0 || s.k <= 0 || s.stride <= 0 || s.pad < 0 ||
       2 * s.pad > s.k || s.ho() <= 0 || s.wo() <= 0)
-    throw std::invalid_argument(
-        "pool: invalid shape (n=" + std::to_string(s.n) + " c=" + std::to_string(s.c) +
-        " h=" + std::to_string(s.h) + " w=" + std::to_string(s.w) + " k=" + std::to_string(s.k) +
-        " stride=" + std::to_string(s.stride) + " pad=" + std::to_string(s.pad) +
-        "; pad must be at most k/2)");
+    throw std::invalid_argument("pool: invalid shape (n=" + std::to_string(s.n) +
+                                " c=" + std::to_string(s.c) + " h=" + std::to_string(s.h) +
+                                " w=" + std::to_string(s.w) + " k=" + std::to_string(s.k) +
+                                " stride=" + std::to_string(s.stride) +
+                                " pad=" + std::to_string(s.pad) + "; pad must be at most k/2)");
   return {s.n, s.c, s.h, s.w, s.k, s.stride, s.pad, s.ho(), s.wo()};
 }
 
@@ -85,8 +85,7 @@ __device__ __forceinline__ int argmax_window(const float* __restrict__ xp, const
 }
 
 // Outputs whose window covers input coordinate i: [lo, hi] (empty when lo > hi).
-__device__ __forceinline__ void covering(int i, int k, int s, int pad, int out, int& lo,
-                                         int& hi) {
+__device__ __forceinline__ void covering(int i, int k, int s, int pad, int out, int& lo, int& hi) {
   const int a = i + pad - k + 1;  // oh·s ≥ a
   lo = a <= 0 ? 0 : (a + s - 1) / s;
   hi = min((i + pad) / s, out - 1);
@@ -202,15 +201,16 @@ __global__ void avgpool_bwd_v2_kernel(const float* __restrict__ dy, float* __res
 
 }  // namespace
 
-int pool_versions() { return 2; }
+int pool_versions() {
+  return 2;
+}
 
 void maxpool_fwd(const float* x, float* y, const PoolShape& s, int version) {
   const PoolGeom g = make_geom(s);
   check_version("maxpool_fwd", version);
   const long long total = (long long)g.n * g.c * g.ho * g.wo;
   if (total == 0) return;
-  cuda::launch(maxpool_fwd_v1_kernel, dim3(blocks_for(total)), dim3(kThreads), 0, nullptr, x, y,
-               g);
+  cuda::launch(maxpool_fwd_v1_kernel, dim3(blocks_for(total)), dim3(kThreads), 0, nullptr, x, y, g);
 }
 
 void avgpool_fwd(const float* x, float* y, const PoolShape& s, int version) {
@@ -218,8 +218,7 @@ void avgpool_fwd(const float* x, float* y, const PoolShape& s, int version) {
   check_version("avgpool_fwd", version);
   const long long total = (long long)g.n * g.c * g.ho * g.wo;
   if (total == 0) return;
-  cuda::launch(avgpool_fwd_v1_kernel, dim3(blocks_for(total)), dim3(kThreads), 0, nullptr, x, y,
-               g);
+  cuda::launch(avgpool_fwd_v1_kernel, dim3(blocks_for(total)), dim3(kThreads), 0, nullptr, x, y, g);
 }
 
 void maxpool_bwd(const float* x, const float* dy, float* dx, const PoolShape& s, int version) {
@@ -231,8 +230,8 @@ void maxpool_bwd(const float* x, const float* dy, float* dx, const PoolShape& s,
   if (version == 1) {
     cuda::launch(pool_zero_v1_kernel, dim3(blocks_for(in_total)), dim3(kThreads), 0, nullptr, dx,
                  in_total);
-    cuda::launch(maxpool_bwd_v1_kernel, dim3(blocks_for(out_total)), dim3(kThreads), 0, nullptr,
-                 x, dy, dx, g);
+    cuda::launch(maxpool_bwd_v1_kernel, dim3(blocks_for(out_total)), dim3(kThreads), 0, nullptr, x,
+                 dy, dx, g);
   } else {
     cuda::launch(maxpool_bwd_v2_kernel, dim3(blocks_for(in_total)), dim3(kThreads), 0, nullptr, x,
                  dy, dx, g);
@@ -248,8 +247,8 @@ void avgpool_bwd(const float* dy, float* dx, const PoolShape& s, int version) {
   if (version == 1) {
     cuda::launch(pool_zero_v1_kernel, dim3(blocks_for(in_total)), dim3(kThreads), 0, nullptr, dx,
                  in_total);
-    cuda::launch(avgpool_bwd_v1_kernel, dim3(blocks_for(out_total)), dim3(kThreads), 0, nullptr,
-                 dy, dx, g);
+    cuda::launch(avgpool_bwd_v1_kernel, dim3(blocks_for(out_total)), dim3(kThreads), 0, nullptr, dy,
+                 dx, g);
   } else {
     cuda::launch(avgpool_bwd_v2_kernel, dim3(blocks_for(in_total)), dim3(kThreads), 0, nullptr, dy,
                  dx, g);

@@ -35,9 +35,8 @@ float* device_alloc(size_t count) {
   const cudaError_t err = cudaMalloc(&p, bytes);
   if (err != cudaSuccess) {
     (void)cudaGetLastError();  // clear the error so that later checks do not see it
-    throw std::runtime_error("device_alloc: cudaMalloc of " + std::to_string(bytes) +
-                             " bytes (" + std::to_string(count) +
-                             " floats) failed: " + cudaGetErrorString(err));
+    throw std::runtime_error("device_alloc: cudaMalloc of " + std::to_string(bytes) + " bytes (" +
+                             std::to_string(count) + " floats) failed: " + cudaGetErrorString(err));
   }
   return static_cast<float*>(p);
 }
@@ -78,7 +77,9 @@ int device_count(std::string* reason) {
   return count;
 }
 
-void synchronize() { CUDA_CHECK(cudaDeviceSynchronize()); }
+void synchronize() {
+  CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 size_t device_free_memory() {
   size_t free_bytes = 0, total_bytes = 0;

@@ -50,7 +50,7 @@ std::vector<ConvShape> conv_shapes() {
             if (hw[0] == 67 && (c == 65 || (n == 3) != (o == 5))) continue;  // see above
             v.push_back({n, c, hw[0], hw[1], o, f.k, f.k, f.stride, f.pad});
           }
-  v.push_back({1, 65, 67, 93, 5, 3, 3, 1, 1});  // heavy corner
+  v.push_back({1, 65, 67, 93, 5, 3, 3, 1, 1});   // heavy corner
   v.push_back({3, 33, 7, 13, 133, 3, 3, 1, 1});  // O > 64: 128-row tiles; C 33: 64-row bwd tile
   v.push_back({2, 133, 7, 13, 33, 3, 3, 1, 1});  // C > 64: 128-row backward-data tile
   v.push_back({2, 33, 9, 11, 7, 3, 3, 2, 1});    // strided 3×3: generic backward gather
@@ -68,9 +68,15 @@ std::string describe(const ConvShape& s) {
   return os.str();
 }
 
-size_t x_size(const ConvShape& s) { return size_t(s.n) * s.c * s.h * s.w; }
-size_t y_size(const ConvShape& s) { return size_t(s.n) * s.o * s.ho() * s.wo(); }
-size_t w_size(const ConvShape& s) { return size_t(s.o) * s.c * s.kh * s.kw; }
+size_t x_size(const ConvShape& s) {
+  return size_t(s.n) * s.c * s.h * s.w;
+}
+size_t y_size(const ConvShape& s) {
+  return size_t(s.n) * s.o * s.ho() * s.wo();
+}
+size_t w_size(const ConvShape& s) {
+  return size_t(s.o) * s.c * s.kh * s.kw;
+}
 
 }  // namespace
 
@@ -92,8 +98,7 @@ TEST_CASE("kernels conv2d_fwd all versions vs cpu", "[kernels][conv2d]") {
     for_each_schedule([&](const char* order) {
       INFO("version " << v << ", " << order << " order");
       dy.upload(nan_vector(dy.size()));
-      kernels::conv2d_fwd(dx.get(), dw.get(), with_bias ? db.get() : nullptr, dy.get(), s, relu,
-                          v);
+      kernels::conv2d_fwd(dx.get(), dw.get(), with_bias ? db.get() : nullptr, dy.get(), s, relu, v);
       CHECK(max_rel_error(dy.download(), want) <= kTol);
     });
   }
@@ -117,8 +122,7 @@ TEST_CASE("kernels conv2d_bwd_data all versions vs cpu", "[kernels][conv2d]") {
     for_each_schedule([&](const char* order) {
       INFO("version " << v << ", " << order << " order");
       dx.upload(nan_vector(dx.size()));
-      kernels::conv2d_bwd_data(dg.get(), dw.get(), with_mask ? dm.get() : nullptr, dx.get(), s,
-                               v);
+      kernels::conv2d_bwd_data(dg.get(), dw.get(), with_mask ? dm.get() : nullptr, dx.get(), s, v);
       CHECK(max_rel_error(dx.download(), want) <= kTol);
     });
   }

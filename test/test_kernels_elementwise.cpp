@@ -4,8 +4,8 @@
 // Sizes: 1, 13, 91 (7×13), 6231 (67×93), 405015 (65×67×93); each at a 16-byte aligned start
 // (float4 paths) and at an offset of one float (scalar paths). Outputs start as NaN; every case
 // runs under the three simulator thread orders; tolerance: relative 1e-5.
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <limits>

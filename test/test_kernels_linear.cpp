@@ -59,8 +59,8 @@ TEST_CASE("kernels linear_fwd linear_bwd_data linear_bwd_weights vs cpu", "[kern
 
     gw.upload(dw0);
     gb.upload(db0);
-    kernels::linear_bwd_weights(dx.get(), dg.get(), gw.get(), with_bias ? gb.get() : nullptr, n,
-                                in, out, accumulate);
+    kernels::linear_bwd_weights(dx.get(), dg.get(), gw.get(), with_bias ? gb.get() : nullptr, n, in,
+                                out, accumulate);
     CHECK(max_rel_error(gw.download(), want_dw) <= kTol);
     if (with_bias) CHECK(max_rel_error(gb.download(), want_db) <= kTol);
   });

@@ -45,13 +45,17 @@ std::vector<PoolShape> pool_shapes() {
 
 std::string describe(const PoolShape& s) {
   std::ostringstream os;
-  os << "n=" << s.n << " c=" << s.c << " " << s.h << "x" << s.w << " k=" << s.k
-     << " s=" << s.stride << " p=" << s.pad;
+  os << "n=" << s.n << " c=" << s.c << " " << s.h << "x" << s.w << " k=" << s.k << " s=" << s.stride
+     << " p=" << s.pad;
   return os.str();
 }
 
-size_t in_size(const PoolShape& s) { return size_t(s.n) * s.c * s.h * s.w; }
-size_t out_size(const PoolShape& s) { return size_t(s.n) * s.c * s.ho() * s.wo(); }
+size_t in_size(const PoolShape& s) {
+  return size_t(s.n) * s.c * s.h * s.w;
+}
+size_t out_size(const PoolShape& s) {
+  return size_t(s.n) * s.c * s.ho() * s.wo();
+}
 
 enum class Op { MaxFwd, MaxBwd, AvgFwd, AvgBwd };
 
@@ -61,10 +65,18 @@ void check_pool(Op op, const PoolShape& s, const std::vector<float>& x,
   const bool fwd = op == Op::MaxFwd || op == Op::AvgFwd;
   std::vector<float> want(fwd ? out_size(s) : in_size(s));
   switch (op) {
-    case Op::MaxFwd: cpu::maxpool_fwd(x.data(), want.data(), s); break;
-    case Op::MaxBwd: cpu::maxpool_bwd(x.data(), g.data(), want.data(), s); break;
-    case Op::AvgFwd: cpu::avgpool_fwd(x.data(), want.data(), s); break;
-    case Op::AvgBwd: cpu::avgpool_bwd(g.data(), want.data(), s); break;
+    case Op::MaxFwd:
+      cpu::maxpool_fwd(x.data(), want.data(), s);
+      break;
+    case Op::MaxBwd:
+      cpu::maxpool_bwd(x.data(), g.data(), want.data(), s);
+      break;
+    case Op::AvgFwd:
+      cpu::avgpool_fwd(x.data(), want.data(), s);
+      break;
+    case Op::AvgBwd:
+      cpu::avgpool_bwd(g.data(), want.data(), s);
+      break;
   }
   DeviceBuffer dx(x), dg(g), out(want.size());
   for (int v = 0; v <= kernels::pool_versions(); ++v) {
@@ -72,10 +84,18 @@ void check_pool(Op op, const PoolShape& s, const std::vector<float>& x,
       INFO("version " << v << ", " << order << " order");
       out.upload(nan_vector(out.size()));
       switch (op) {
-        case Op::MaxFwd: kernels::maxpool_fwd(dx.get(), out.get(), s, v); break;
-        case Op::MaxBwd: kernels::maxpool_bwd(dx.get(), dg.get(), out.get(), s, v); break;
-        case Op::AvgFwd: kernels::avgpool_fwd(dx.get(), out.get(), s, v); break;
-        case Op::AvgBwd: kernels::avgpool_bwd(dg.get(), out.get(), s, v); break;
+        case Op::MaxFwd:
+          kernels::maxpool_fwd(dx.get(), out.get(), s, v);
+          break;
+        case Op::MaxBwd:
+          kernels::maxpool_bwd(dx.get(), dg.get(), out.get(), s, v);
+          break;
+        case Op::AvgFwd:
+          kernels::avgpool_fwd(dx.get(), out.get(), s, v);
+          break;
+        case Op::AvgBwd:
+          kernels::avgpool_bwd(dg.get(), out.get(), s, v);
+          break;
       }
       CHECK(max_rel_error(out.download(), want) <= kTol);
     });

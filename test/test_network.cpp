@@ -100,7 +100,8 @@ TEST_CASE("network on simulated CUDA matches the CPU, forward and backward", "[n
       Network gpu_net(random_weights(Arch::VGG19, 1), Device::CUDA, opt);
       const Shape is{2, 3, 19, 23};
       auto pixels = random_vector(is.numel(), 9, 0.f, 1.f);
-      Tensor xc = Tensor::from_vector(is, pixels), xg = Tensor::from_vector(is, pixels, Device::CUDA);
+      Tensor xc = Tensor::from_vector(is, pixels),
+             xg = Tensor::from_vector(is, pixels, Device::CUDA);
       const std::vector<std::string> taps = {"conv1_2", "relu2_1", "pool2", "relu3_1"};
       cpu_net.forward(xc.view(), taps);
       gpu_net.forward(xg.view(), taps);
@@ -121,8 +122,8 @@ TEST_CASE("network on simulated CUDA matches the CPU, forward and backward", "[n
       CHECK(dg.device() == Device::CUDA);
       CHECK(max_rel_error(dg.to_vector(), dc.to_vector()) <= 1e-5);
       for (const std::string l : {"conv1_1", "conv2_1", "conv3_1"}) {
-        CHECK(max_rel_error(gpu_net.weight_grad(l).to_vector(), cpu_net.weight_grad(l).to_vector()) <=
-              1e-5);
+        CHECK(max_rel_error(gpu_net.weight_grad(l).to_vector(),
+                            cpu_net.weight_grad(l).to_vector()) <= 1e-5);
         CHECK(max_rel_error(gpu_net.bias_grad(l).to_vector(), cpu_net.bias_grad(l).to_vector()) <=
               1e-5);
       }

@@ -6,7 +6,9 @@
 namespace preimage {
 
 Backend* cuda_backend(std::string* reason) {
-  if (reason) *reason = "this build has no CUDA backend (configured with PREIMAGE_CUDA=OFF, or no nvcc was found)";
+  if (reason)
+    *reason =
+        "this build has no CUDA backend (configured with PREIMAGE_CUDA=OFF, or no nvcc was found)";
   return nullptr;
 }
 

@@ -33,7 +33,7 @@ struct LayerWeights {
 struct Weights {
   Arch arch = Arch::VGG19;
   std::string identity;  // "random:SEED" or "FILE (sha256 HEX)"; printed and stored in outputs
-  bool random = false;  // seeded random features (or a file whose random_init attribute is set)
+  bool random = false;   // seeded random features (or a file whose random_init attribute is set)
   std::string format;    // "random", "canonical", "keras"
   Preprocess preprocess;
   std::map<std::string, LayerWeights> layers;  // conv1_1 … conv5_4, optionally fc6 fc7 fc8
