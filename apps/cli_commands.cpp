@@ -17,9 +17,9 @@ namespace preimage::cli {
 namespace {
 
 const std::set<std::string> kCommon = {
-    "weights", "arch",   "device", "input", "size",  "layers", "iters",      "history",
-    "seed",    "octaves", "octave-scale", "init", "tv", "tv-beta", "alpha", "alpha-weight",
-    "jitter",  "out",    "save-every", "resume", "quiet"};
+    "weights", "arch",         "device",  "input",        "size",       "layers", "iters",
+    "history", "seed",         "octaves", "octave-scale", "init",       "tv",     "tv-beta",
+    "alpha",   "alpha-weight", "jitter",  "out",          "save-every", "resume", "quiet"};
 
 std::set<std::string> with(std::initializer_list<const char*> extra) {
   std::set<std::string> s = kCommon;
@@ -100,7 +100,8 @@ int run_texture(Options o) {
   default_layers(o, "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1");
   if (!o.iters) o.iters = 100;
   default_tv(o, 0.f);
-  Session s = open_session(o, false);
+  // Average pooling, as Gatys et al. synthesize: cleaner gradients than max pooling.
+  Session s = open_session(o, true);
   s.net->check_taps(tap_list(o.layers));
   Tensor src = load_rgb(o.input, "--input");
   const auto [H, W] = target_size(src.shape().h, src.shape().w, o);
@@ -118,11 +119,10 @@ int run_texture(Options o) {
     forward_host(s, srck, tap_list(o.layers));
     Objective obj;
     for (const auto& l : o.layers) {
-      std::unique_ptr<Term> t =
-          o.stats == "gram"
-              ? make_gram_term(l.layer, s.net->tap(l.layer).view(), l.weight)
-              : make_bcnn_term(l.layer, l.layer, s.net->tap(l.layer).view(),
-                               s.net->tap(l.layer).view(), l.weight);
+      std::unique_ptr<Term> t = o.stats == "gram"
+                                    ? make_gram_term(l.layer, s.net->tap(l.layer).view(), l.weight)
+                                    : make_bcnn_term(l.layer, l.layer, s.net->tap(l.layer).view(),
+                                                     s.net->tap(l.layer).view(), l.weight);
       t->label = o.stats + ":" + l.layer;
       obj.add(std::move(t));
     }
@@ -178,8 +178,8 @@ int run_invert(Options o) {
     for (size_t i = 0; i < taps.size(); ++i) {
       const double e = relative_error(s.net->tap(taps[i]).view(), ref[i].view());
       s.results.value(taps[i], e);
-      if (!o.quiet) std::fprintf(stderr, "normalized reconstruction error at %s: %.4f\n",
-                                 taps[i].c_str(), e);
+      if (!o.quiet)
+        std::fprintf(stderr, "normalized reconstruction error at %s: %.4f\n", taps[i].c_str(), e);
     }
     s.results.end_object();
   }
@@ -194,7 +194,7 @@ int run_style(Options o) {
   if (!o.iters) o.iters = 150;
   if (!o.given("init")) o.init = "input";
   default_tv(o, 0.f);
-  Session s = open_session(o, false);
+  Session s = open_session(o, true);
   const std::string content_tap = "relu4_2";
   auto taps = tap_list(o.layers);
   s.net->check_taps(taps);
@@ -214,8 +214,8 @@ int run_style(Options o) {
                        std::max(8, int(std::lround(style.shape().w * f))));
     Objective obj;
     forward_host(s, ck, {content_tap});
-    auto ct = make_feature_term(content_tap, s.net->tap(content_tap).view(), nullptr,
-                                o.content_weight);
+    auto ct =
+        make_feature_term(content_tap, s.net->tap(content_tap).view(), nullptr, o.content_weight);
     ct->label = "content:" + content_tap;
     obj.add(std::move(ct));
     forward_host(s, sk, taps);
@@ -332,8 +332,8 @@ int run_visualize(Options o) {
                          std::to_string(ts.c) + (o.class_index >= 0 ? " classes" : " channels"));
   require(o.neuron_y < ts.h && o.neuron_x < ts.w,
           "--neuron " + std::to_string(o.neuron_y) + "," + std::to_string(o.neuron_x) +
-              " outside layer " + tap + " (" + std::to_string(ts.h) + "x" +
-              std::to_string(ts.w) + ")");
+              " outside layer " + tap + " (" + std::to_string(ts.h) + "x" + std::to_string(ts.w) +
+              ")");
   check_memory(s, h, w, {tap});
   resume_stage(s, 1);  // with --resume: there must be a checkpoint
   Objective obj;
@@ -424,8 +424,8 @@ int run_dream(Options o) {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
-      {"texture", "synthesize a texture from --input (--stats gram|bcnn)",
-       with({"stats"}), run_texture},
+      {"texture", "synthesize a texture from --input (--stats gram|bcnn)", with({"stats"}),
+       run_texture},
       {"invert", "reconstruct --input from its representation at --layers (Mahendran & Vedaldi)",
        kCommon, run_invert},
       {"style", "content --input + style --style (Gatys), --original-colors",

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "preimage/device.h"
 #include "preimage/network.h"
+#include "preimage/objective.h"
 #include "preimage/weights.h"
 #include "test/h5_util.h"
 #include "test/test_util.h"
@@ -105,5 +107,30 @@ TEST_CASE("keras layout activations match canonical", "[torch]") {
     const double err = preimage::test::max_rel_error(ai, bi);
     INFO(name << " relu1_1 interior: max rel error vs canonical " << err);
     CHECK(err <= kTol);
+  }
+}
+
+TEST_CASE("vgg19 gatys gram loss and image gradient vs torch (avg-pool)", "[torch][gram]") {
+  const std::string data = data_dir_or_warn();
+  if (data.empty()) return;
+  const h5::File ref = h5::File::open(data + "/reference.h5", "reference file");
+  for (const Device dev : {Device::CPU, Device::CUDA}) {
+    DYNAMIC_SECTION(device_name(dev)) {
+      NetworkOptions no;
+      no.avg_pool = true;
+      Network net(load_weights(data + "/vgg19.h5"), dev, no);
+      const Tensor src = preimage::test::read_tensor(ref, "/gatys/source").to(dev);
+      const Tensor image = preimage::test::read_tensor(ref, "/gatys/image").to(dev);
+      net.forward(src.view(), kTaps);
+      Objective obj;
+      for (const auto& tap : kTaps) obj.add(make_gram_term(tap, net.tap(tap).view(), 1.f));
+      Tensor grad;
+      const double loss = obj.evaluate(net, image.view(), grad);
+      CHECK(loss == Approx(preimage::test::read_doubles(ref, "/gatys/loss")[0]).epsilon(kTol));
+      const double err = preimage::test::max_rel_error(
+          grad.to_vector(), preimage::test::read_doubles(ref, "/gatys/grad"));
+      INFO("gatys image gradient: max rel error " << err);
+      CHECK(err <= kTol);
+    }
   }
 }

@@ -33,7 +33,7 @@ IMAGES = {"img64": (64, 64), "img67x93": (67, 93)}
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
-def forward(layers, x, arch="vgg19", taps=TAPS):
+def forward(layers, x, arch="vgg19", taps=TAPS, pool=F.max_pool2d):
     """Plain VGG features in float64: {tap: activation} up to the deepest tap."""
     out, deepest = {}, max(int(t[4]) * 10 + int(t[6]) for t in taps)
     for block, convs in enumerate(conv.BLOCKS[arch], start=1):
@@ -45,8 +45,22 @@ def forward(layers, x, arch="vgg19", taps=TAPS):
                                 padding=1))
             if f"relu{block}_{k}" in taps:
                 out[f"relu{block}_{k}"] = x
-        x = F.max_pool2d(x, 2, 2)
+        x = pool(x, 2, 2)
     return out
+
+
+def gram_loss(acts, targets):
+    """Gatys: sum over taps of sum (G - G_t)^2 / (4 N^2 M^2), G = F F^T, G_t rescaled by M / M_t."""
+    loss = 0
+    for tap, a in acts.items():
+        n, m = a.shape[1], a.shape[2] * a.shape[3]
+        f = a.reshape(n, m)
+        t = targets[tap]
+        mt = t.shape[2] * t.shape[3]
+        ft = t.reshape(n, mt)
+        g, gt = f @ f.T, (ft @ ft.T) * (m / mt)
+        loss = loss + ((g - gt) ** 2).sum() / (4.0 * n * n * m * m)
+    return loss
 
 
 def write_keras_vgg19(path, layers):
@@ -200,6 +214,21 @@ def main():
                 xk = 255.0 * torch.from_numpy(img).double()[:, [2, 1, 0]] - caffe
                 for tap, v in forward(keras_layers, xk).items():
                     f.create_dataset(f"keras/{name}/{tap}", data=v.numpy())
+
+        # Gatys texture loss through the average-pooled network (as the texture command runs
+        # it): the loss and its image gradient for x (67x93) against a 64x64 source.
+        src = rng.random((1, 3, 64, 64), dtype=np.float32)
+        img = rng.random((1, 3, 67, 93), dtype=np.float32)
+        f.create_dataset("gatys/source", data=src)
+        f.create_dataset("gatys/image", data=img)
+        with torch.no_grad():
+            targets = forward(layers, (torch.from_numpy(src).double() - mean) / std,
+                              pool=F.avg_pool2d)
+        x = torch.from_numpy(img).double().requires_grad_(True)
+        loss = gram_loss(forward(layers, (x - mean) / std, pool=F.avg_pool2d), targets)
+        loss.backward()
+        f.create_dataset("gatys/loss", data=loss.item())
+        f.create_dataset("gatys/grad", data=x.grad.numpy())
 
     write_vgg16_fc_pair(os.path.join(a.out, "keras_vgg16_fc.h5"),
                         os.path.join(a.out, "canonical_vgg16_fc.h5"), np.random.default_rng(a.seed))
