@@ -3,7 +3,7 @@
 
 usage: test_cli.py PATH/TO/preimage SCRATCH_DIR
 
-Runs every subcommand at 48x48 for a few iterations with random-feature weights (random:0) and
+Runs every subcommand at 64x64 (other cases at 48x48) for a few iterations with random-feature weights (random:0) and
 checks the outputs (PNG + JSON sidecar, loss decreasing), determinism (same command twice ->
 identical PNG bytes), resume equivalence (interrupted at iteration k by the hidden test hook
 PREIMAGE_TEST_INTERRUPT_AT=k, then --resume -> the same bytes as an uninterrupted run; likewise
@@ -41,19 +41,19 @@ ENV = dict(os.environ)
 ENV.pop("PREIMAGE_TEST_INTERRUPT_AT", None)
 ENV.pop("PREIMAGE_TEST_KILL_AT", None)
 
-# One short run per subcommand (48x48, shallow taps, few iterations).
+# One short run per subcommand (64x64, shallow taps, few iterations).
 COMMANDS = {
-    "texture": ["texture", "--input", BRICK, "--size", "48", "--iters", "6",
+    "texture": ["texture", "--input", BRICK, "--size", "64", "--iters", "6",
                 "--layers", "relu1_1,relu2_1,relu3_1"],
-    "invert": ["invert", "--input", ASTRONAUT, "--size", "48", "--iters", "6",
+    "invert": ["invert", "--input", ASTRONAUT, "--size", "64", "--iters", "6",
                "--layers", "relu2_1"],
-    "style": ["style", "--input", ASTRONAUT, "--style", GRAVEL, "--size", "48", "--iters", "6",
+    "style": ["style", "--input", ASTRONAUT, "--style", GRAVEL, "--size", "64", "--iters", "6",
               "--layers", "relu1_1,relu2_1"],
-    "visualize": ["visualize", "--layers", "relu2_1", "--channel", "5", "--size", "48",
+    "visualize": ["visualize", "--layers", "relu2_1", "--channel", "5", "--size", "64",
                   "--iters", "8"],
-    "dream": ["dream", "--input", ASTRONAUT, "--size", "48", "--iters", "3",
+    "dream": ["dream", "--input", ASTRONAUT, "--size", "64", "--iters", "3",
               "--layers", "relu2_1", "--octaves", "2"],
-    "caricature": ["caricature", "--input", ASTRONAUT, "--size", "48", "--iters", "6",
+    "caricature": ["caricature", "--input", ASTRONAUT, "--size", "64", "--iters", "6",
                    "--layers", "relu2_1"],
 }
 
@@ -140,7 +140,7 @@ def make_e2e(name):
         r = run(COMMANDS[name] + ["--out", "out.png"], d)
         check_ok(r, d)
         out = os.path.join(d, "out.png")
-        assert png_size(out) == (48, 48), png_size(out)
+        assert png_size(out) == (64, 64), png_size(out)
         j = load_sidecar(out)
         assert j["command"] == name and j["interrupted"] is False
         assert j["stop_reason"] in ("max iterations", "gradient tolerance", "function tolerance"), \
