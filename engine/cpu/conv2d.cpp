@@ -6,14 +6,22 @@
 //   data:     col(K×tile) = Wᵀ · dY[:, tile]; col2im adds into dx (tiles in order: no races)
 //   filter:   dW(O×K) += dY[:, tile] · col(K×tile)ᵀ;  db += row sums of dY
 // 1×1 stride-1 unpadded convolutions skip im2col (the input already is the column matrix).
+// 3×3 stride-1 pad-1 convolutions forward and backward-data go through Winograd F(4×4, 3×3)
+// (engine/cpu/winograd.cpp) unless the direct path is forced (conv_algo in cpu_ops.h,
+// PREIMAGE_CPU_CONV=direct); the gradient w.r.t. the filters always takes the direct path.
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "engine/cpu/cpu_ops.h"
+#include "engine/cpu/winograd.h"
+#include "preimage/error.h"
 
 namespace preimage::cpu {
 namespace {
@@ -100,10 +108,54 @@ void col2im_add(const float* col, const ConvShape& s, int r0, int r1, float* dx)
   }
 }
 
+std::atomic<int> g_algo_override{-1};  // -1: PREIMAGE_CPU_CONV decides
+
+ConvAlgo algo_from_env() {
+  const char* e = std::getenv("PREIMAGE_CPU_CONV");
+  if (!e || !*e) return ConvAlgo::Auto;
+  const std::string v = e;
+  if (v == "auto") return ConvAlgo::Auto;
+  if (v == "direct") return ConvAlgo::Direct;
+  if (v == "winograd") return ConvAlgo::Winograd;
+  throw Error("PREIMAGE_CPU_CONV: expected auto, direct or winograd, got '" + v + "'");
+}
+
+// Auto: Winograd where both channel counts are ≥ 16 (conv1_1 with its 3 input channels, and its
+// backward-data into the image, stay on im2col, whose GEMM is better shaped there).
+bool use_winograd(const ConvShape& s, int k_in, int m_out) {
+  if (!winograd_applicable(s)) return false;
+  switch (conv_algo()) {
+    case ConvAlgo::Direct:
+      return false;
+    case ConvAlgo::Winograd:
+      return true;
+    case ConvAlgo::Auto:
+      break;
+  }
+  return k_in >= 16 && m_out >= 16;
+}
+
 }  // namespace
+
+ConvAlgo conv_algo() {
+  const int o = g_algo_override.load(std::memory_order_relaxed);
+  return o >= 0 ? ConvAlgo(o) : algo_from_env();
+}
+
+void set_conv_algo(ConvAlgo a) {
+  g_algo_override.store(int(a), std::memory_order_relaxed);
+}
+
+void reset_conv_algo() {
+  g_algo_override.store(-1, std::memory_order_relaxed);
+}
 
 void conv2d_fwd(const float* x, const float* w, const float* b, float* y, const ConvShape& s,
                 bool relu) {
+  if (use_winograd(s, s.c, s.o)) {
+    winograd_conv3x3_fwd(x, w, b, y, s, relu);
+    return;
+  }
   const int ho = s.ho(), wo = s.wo(), k = s.c * s.kh * s.kw;
   const size_t out_plane = size_t(ho) * wo;
   const int rows = tile_rows(s);
@@ -145,6 +197,10 @@ void conv2d_fwd(const float* x, const float* w, const float* b, float* y, const 
 
 void conv2d_bwd_data(const float* dy, const float* w, const float* mask, float* dx,
                      const ConvShape& s) {
+  if (use_winograd(s, s.o, s.c)) {
+    winograd_conv3x3_bwd_data(dy, w, mask, dx, s);
+    return;
+  }
   const int ho = s.ho(), wo = s.wo(), k = s.c * s.kh * s.kw;
   const size_t out_plane = size_t(ho) * wo, in_size = size_t(s.c) * s.h * s.w;
   if (is_pointwise(s)) {

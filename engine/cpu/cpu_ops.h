@@ -12,6 +12,16 @@ namespace preimage::cpu {
 // Gatys gradients underflow to denormals and would otherwise run ~5x slower.
 void init_threads();
 
+// Convolution algorithm (engine/cpu/conv2d.cpp): Auto takes Winograd F(4×4, 3×3)
+// (engine/cpu/winograd.cpp) for 3×3 stride-1 pad-1 forward and backward-data with ≥ 16 input and
+// output channels and im2col + sgemm otherwise; Direct forces im2col (the reference), Winograd
+// forces it wherever it applies. The default comes from PREIMAGE_CPU_CONV=auto|direct|winograd
+// (an Error names any other value); set_conv_algo overrides it, reset_conv_algo returns to it.
+enum class ConvAlgo { Auto, Direct, Winograd };
+ConvAlgo conv_algo();
+void set_conv_algo(ConvAlgo a);
+void reset_conv_algo();
+
 void conv2d_fwd(const float* x, const float* w, const float* b, float* y, const ConvShape& s,
                 bool relu);
 void conv2d_bwd_data(const float* dy, const float* w, const float* mask, float* dx,
@@ -95,7 +105,15 @@ double tv_loss_grad(const float* x, float* dx, int planes, int h, int w, float b
                     float grad_scale);
 // Bounded α-norm: Σ φ(x − mean of its plane), φ(d) = |d|^α (α ≥ 2) or (d² + eps)^(α/2)
 // (α < 2); dx += grad_scale·∂/∂x; returns the sum.
-double alpha_loss_grad(const float* x, float* dx, int planes, size_t plane, float alpha,
-                       float eps, float grad_scale);
+double alpha_loss_grad(const float* x, float* dx, int planes, size_t plane, float alpha, float eps,
+                       float grad_scale);
+
+// ---- texture search (engine/cpu/search.cpp; CUDA: kernels/search.cu) ----------------------
+// q (nq, dim) and e (ne, dim) are concatenations of nseg unit-vector segments, segment s spanning
+// columns [seg_offsets[s], seg_offsets[s+1]) (host array of nseg+1, from 0 to dim);
+// dist (nq, ne) = Σ_s sqrt(max(0, 2 − 2⟨q_s, e_s⟩)), the dot products by sgemm per segment over
+// blocks of entries.
+void search_distances(const float* q, const float* e, float* dist, int nq, int ne, int dim,
+                      const int* seg_offsets, int nseg);
 
 }  // namespace preimage::cpu
