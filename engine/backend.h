@@ -85,6 +85,11 @@ class Backend {
                               float eps, float grad_scale) = 0;
   virtual double alpha_loss_grad(const float* x, float* dx, int planes, size_t plane, float alpha,
                                  float eps, float grad_scale) = 0;
+
+  // ---- texture search (kernels/search.cu, engine/cpu/search.cpp; contract in cpu_ops.h):
+  //      dist (nq, ne) = Σ_s sqrt(max(0, 2 − 2⟨q_s, e_s⟩)), seg_offsets a host array ---------
+  virtual void search_distances(const float* q, const float* e, float* dist, int nq, int ne,
+                                int dim, const int* seg_offsets, int nseg) = 0;
 };
 
 // Throws Error when the device is unavailable (with the reason).

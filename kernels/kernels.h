@@ -124,7 +124,16 @@ double softmax_xent_loss_grad(const float* s, float* ds, int k, int target, floa
 double tv_loss_grad(const float* x, float* dx, int planes, int h, int w, float beta, float eps,
                     float grad_scale);
 // Bounded α-norm about each plane's mean (value returned, dx += grad_scale·gradient).
-double alpha_loss_grad(const float* x, float* dx, int planes, size_t plane, float alpha,
-                       float eps, float grad_scale);
+double alpha_loss_grad(const float* x, float* dx, int planes, size_t plane, float alpha, float eps,
+                       float grad_scale);
+
+// ---- texture search (kernels/search.cu; CPU: engine/cpu/search.cpp) ------------------------
+// q (nq, dim) and e (ne, dim) are concatenations of nseg unit-vector segments, segment s spanning
+// columns [seg_offsets[s], seg_offsets[s+1]) (host array of nseg+1, from 0 to dim);
+// dist (nq, ne) = Σ_s sqrt(max(0, 2 − 2⟨q_s, e_s⟩)). v1 one thread per pair; v2 tiled product.
+inline constexpr int kSearchMaxSegments = 40;
+void search_distances(const float* q, const float* e, float* dist, int nq, int ne, int dim,
+                      const int* seg_offsets, int nseg, int version = 0);
+int search_versions();
 
 }  // namespace preimage::kernels

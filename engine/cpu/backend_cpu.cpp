@@ -32,6 +32,10 @@ class CpuBackend final : public Backend {
   }
   void synchronize() override {}
   PREIMAGE_BACKEND_FORWARD_OPS(cpu)
+  void search_distances(const float* q, const float* e, float* dist, int nq, int ne, int dim,
+                        const int* seg_offsets, int nseg) override {
+    cpu::search_distances(q, e, dist, nq, ne, dim, seg_offsets, nseg);
+  }
 };
 
 }  // namespace

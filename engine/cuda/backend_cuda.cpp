@@ -22,6 +22,10 @@ class CudaBackend final : public Backend {
   }
   void synchronize() override { kernels::synchronize(); }
   PREIMAGE_BACKEND_FORWARD_OPS(kernels)
+  void search_distances(const float* q, const float* e, float* dist, int nq, int ne, int dim,
+                        const int* seg_offsets, int nseg) override {
+    kernels::search_distances(q, e, dist, nq, ne, dim, seg_offsets, nseg);
+  }
 };
 
 }  // namespace

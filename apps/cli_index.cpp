@@ -1,0 +1,520 @@
+// preimage index build|add|info|verify and preimage search: a texture similarity index over an
+// image collection (preimage/texture_index.h) on the command line.
+//
+//   preimage index build DIR|IMG… --out idx.h5 [--layers pool1,pool2] [--weights random:0]
+//                        [--arch vgg19] [--size 256] [--crop 1] [--half] [--batch 8]
+//                        [--device auto] [--quiet]
+//   preimage index add idx.h5 DIR|IMG… [--batch 8] [--device auto] [--quiet]
+//   preimage index info idx.h5 [--json]
+//   preimage index verify idx.h5 [--json]
+//   preimage search idx.h5 QUERY|DIR… [-k 10] [--json] [--sheet out.png] [--crop F]
+//                   [--layers L] [--weights W] [--device auto] [--quiet]
+#include "cli_index.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "json.h"
+#include "preimage/error.h"
+#include "preimage/image.h"
+#include "preimage/texture_index.h"
+
+namespace preimage::cli {
+namespace {
+
+struct IndexArgs {
+  std::map<std::string, std::string> opts;
+  std::vector<std::string> positional;
+  bool has(const std::string& k) const { return opts.count(k) > 0; }
+  std::string get(const std::string& k, const std::string& def) const {
+    auto it = opts.find(k);
+    return it == opts.end() ? def : it->second;
+  }
+};
+
+const std::set<std::string> kBoolFlags = {"half", "json", "quiet"};
+
+IndexArgs parse_args(const std::string& what, int argc, char** argv, int first,
+                     const std::set<std::string>& allowed) {
+  IndexArgs a;
+  for (int i = first; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s == "-k") s = "--k";
+    if (s.rfind("--", 0) == 0 && s.size() > 2) {
+      std::string key = s.substr(2), value;
+      const auto eq = key.find('=');
+      const bool inline_value = eq != std::string::npos;
+      if (inline_value) {
+        value = key.substr(eq + 1);
+        key = key.substr(0, eq);
+      }
+      require(allowed.count(key), what + ": unknown flag --" + key);
+      if (kBoolFlags.count(key)) {
+        require(!inline_value || value == "1" || value == "true",
+                what + ": flag --" + key + " takes no value");
+        value = "1";
+      } else if (!inline_value) {
+        require(i + 1 < argc, what + ": flag --" + key + " needs a value");
+        value = argv[++i];
+      }
+      a.opts[key] = value;
+    } else {
+      a.positional.push_back(s);
+    }
+  }
+  return a;
+}
+
+long parse_int(const std::string& flag, const std::string& v, long lo, long hi) {
+  char* end = nullptr;
+  const long x = std::strtol(v.c_str(), &end, 10);
+  require(!v.empty() && end && *end == 0 && x >= lo && x <= hi,
+          "--" + flag + ": expected an integer in [" + std::to_string(lo) + ", " +
+              std::to_string(hi) + "], got '" + v + "'");
+  return x;
+}
+
+float parse_fraction(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  require(!v.empty() && end && *end == 0 && x > 0 && x <= 1,
+          "--" + flag + ": expected a fraction in (0, 1], got '" + v + "'");
+  return float(x);
+}
+
+std::vector<std::string> split_list(const std::string& s, const std::string& flag) {
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (p <= s.size()) {
+    size_t q = s.find(',', p);
+    if (q == std::string::npos) q = s.size();
+    if (q > p) out.push_back(s.substr(p, q - p));
+    p = q + 1;
+  }
+  require(!out.empty(), "--" + flag + ": expected a comma-separated list of layers");
+  return out;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
+  return s;
+}
+
+// A file's weights identity without its path ("FILE (sha256 X)" → "(sha256 X)").
+std::string fingerprint(const std::string& identity) {
+  const auto p = identity.rfind("(sha256 ");
+  return p == std::string::npos ? identity : identity.substr(p);
+}
+
+class Bar {
+ public:
+  Bar(bool quiet, std::string label)
+      : quiet_(quiet),
+        tty_(isatty(STDERR_FILENO)),
+        label_(std::move(label)),
+        start_(std::chrono::steady_clock::now()),
+        last_(start_) {}
+  void update(size_t done, size_t total, const std::string& path) {
+    if (quiet_) return;
+    const auto now = std::chrono::steady_clock::now();
+    const double el = std::chrono::duration<double>(now - start_).count();
+    const double rate = done / std::max(el, 1e-9);
+    if (tty_) {
+      const int width = 24;
+      const int fill = total ? int(width * done / total) : width;
+      std::string name = path.size() > 40 ? "…" + path.substr(path.size() - 39) : path;
+      std::fprintf(stderr, "\r%s [%s%s] %zu/%zu %.1f img/s %s   ", label_.c_str(),
+                   std::string(fill, '#').c_str(), std::string(width - fill, '-').c_str(), done,
+                   total, rate, name.c_str());
+      std::fflush(stderr);
+      drawn_ = true;
+    } else if (done == total || std::chrono::duration<double>(now - last_).count() >= 5.0) {
+      std::fprintf(stderr, "%s %zu/%zu images (%.1f img/s)\n", label_.c_str(), done, total, rate);
+      last_ = now;
+    }
+  }
+  void done() {
+    if (drawn_) std::fprintf(stderr, "\n");
+    drawn_ = false;
+  }
+
+ private:
+  bool quiet_, tty_, drawn_ = false;
+  std::string label_;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+IndexUpdateOptions update_options(const IndexArgs& a, Bar& bar) {
+  IndexUpdateOptions o;
+  o.batch = int(parse_int("batch", a.get("batch", "8"), 1, 4096));
+  o.progress = [&bar](size_t d, size_t t, const std::string& p) { bar.update(d, t, p); };
+  if (const char* d = std::getenv("PREIMAGE_TEST_INDEX_WRITE_DELAY_MS"))
+    o.write_delay_ms = std::atoi(d);
+  return o;
+}
+
+std::vector<std::string> expand(const std::vector<std::string>& args, size_t first) {
+  std::vector<std::string> out;
+  for (size_t i = first; i < args.size(); ++i) {
+    auto v = image_files_under(args[i]);
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
+}
+
+int report_update(const IndexUpdateReport& r, const std::string& index, double seconds,
+                  bool quiet) {
+  if (!quiet) {
+    const size_t n = r.added + r.replaced;
+    std::printf("%s: %zu entries (%zu added, %zu replaced, %zu unchanged); %.2f s, %.1f images/s\n",
+                index.c_str(), r.total, r.added, r.replaced, r.unchanged, seconds,
+                r.extract_seconds > 0 ? n / r.extract_seconds : 0.0);
+  }
+  if (!r.skipped.empty()) {
+    std::fprintf(stderr, "skipped %zu unreadable image(s):\n", r.skipped.size());
+    for (const auto& [p, why] : r.skipped)
+      std::fprintf(stderr, "  %s: %s\n", p.c_str(), why.c_str());
+  }
+  return 0;
+}
+
+int cmd_build(const IndexArgs& a) {
+  require(!a.positional.empty(),
+          "index build: expected DIR or images (usage: preimage index build "
+          "DIR --out idx.h5)");
+  require(a.has("out"), "index build: --out idx.h5 is required");
+  TextureIndexSettings s;
+  if (a.has("layers")) s.layers = split_list(a.get("layers", ""), "layers");
+  s.weights = a.get("weights", "random:0");
+  s.arch = a.get("arch", "vgg19");
+  s.size = int(parse_int("size", a.get("size", "256"), 16, 16384));
+  s.crop = parse_fraction("crop", a.get("crop", "1"));
+  s.half = a.has("half");
+  const Device dev = resolve_device(a.get("device", "auto"));
+  const auto images = expand(a.positional, 0);
+  require(!images.empty(), "index build: no images (png, jpg, jpeg, bmp, tga, gif, ppm, pgm) in " +
+                               join(a.positional));
+  const bool quiet = a.has("quiet");
+  Bar bar(quiet, "indexing");
+  const auto t0 = std::chrono::steady_clock::now();
+  IndexUpdateOptions o = update_options(a, bar);
+  const std::string out = a.get("out", "");
+  IndexUpdateReport r = build_texture_index(images, s, out, dev, o);
+  bar.done();
+  return report_update(
+      r, out, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), quiet);
+}
+
+int cmd_add(const IndexArgs& a) {
+  require(a.positional.size() >= 2, "index add: expected INDEX and DIR or images");
+  const std::string index = a.positional[0];
+  if (a.has("layers"))
+    TextureIndex::open(index).check_layers(split_list(a.get("layers", ""), "layers"));
+  const Device dev = resolve_device(a.get("device", "auto"));
+  const auto images = expand(a.positional, 1);
+  const bool quiet = a.has("quiet");
+  Bar bar(quiet, "adding");
+  const auto t0 = std::chrono::steady_clock::now();
+  IndexUpdateOptions o = update_options(a, bar);
+  IndexUpdateReport r = add_to_texture_index(index, images, dev, o);
+  bar.done();
+  return report_update(r, index,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                       quiet);
+}
+
+void settings_json(Json& j, const TextureIndex& idx) {
+  const auto& s = idx.settings();
+  j.value("index", idx.path());
+  j.value("entries", idx.size());
+  j.begin_array("layers");
+  for (const auto& l : s.layers) j.value("", l);
+  j.end_array();
+  j.begin_array("channels");
+  for (int c : s.channels) j.value("", c);
+  j.end_array();
+  j.value("dim", idx.dim());
+  j.value("dtype", s.half ? "float16" : "float32");
+  j.value("weights", s.weights);
+  j.value("weights_identity", s.weights_identity);
+  j.value("arch", s.arch);
+  j.value("size", s.size);
+  j.value("crop", double(s.crop));
+}
+
+int cmd_info(const IndexArgs& a) {
+  require(a.positional.size() == 1, "index info: expected one INDEX");
+  const TextureIndex idx = TextureIndex::open(a.positional[0]);
+  const auto& s = idx.settings();
+  if (a.has("json")) {
+    Json j;
+    j.begin_object();
+    settings_json(j, idx);
+    j.end_object();
+    std::printf("%s\n", j.str().c_str());
+    return 0;
+  }
+  std::printf("index:     %s\n", idx.path().c_str());
+  std::printf("entries:   %zu\n", idx.size());
+  std::string ch;
+  for (size_t i = 0; i < s.layers.size(); ++i)
+    ch += (i ? ", " : "") + s.layers[i] + " (" + std::to_string(s.channels[i]) + " channels)";
+  std::printf("layers:    %s; %d values per entry (%s)\n", ch.c_str(), idx.dim(),
+              s.half ? "float16" : "float32");
+  std::printf("weights:   %s (%s)\n", s.weights_identity.c_str(), s.arch.c_str());
+  std::printf("preprocess: long side %d, centre crop %g\n", s.size, double(s.crop));
+  const double mb = double(idx.size()) * idx.dim() * (s.half ? 2 : 4) / (1 << 20);
+  std::printf("vectors:   %.1f MiB\n", mb);
+  return 0;
+}
+
+int cmd_verify(const IndexArgs& a) {
+  require(a.positional.size() == 1, "index verify: expected one INDEX");
+  const TextureIndex idx = TextureIndex::open(a.positional[0]);
+  const auto problems = idx.verify();
+  if (a.has("json")) {
+    Json j;
+    j.begin_object();
+    j.value("index", idx.path());
+    j.value("entries", idx.size());
+    j.value("ok", problems.empty());
+    j.begin_array("problems");
+    for (const auto& p : problems) j.value("", p);
+    j.end_array();
+    j.end_object();
+    std::printf("%s\n", j.str().c_str());
+  } else if (problems.empty()) {
+    std::printf("%s: ok (%zu entries, every checksum and norm holds)\n", idx.path().c_str(),
+                idx.size());
+  } else {
+    for (const auto& p : problems) std::fprintf(stderr, "%s: %s\n", idx.path().c_str(), p.c_str());
+  }
+  if (!problems.empty()) {
+    std::fprintf(stderr, "preimage: error: index '%s' fails verification: %zu problem(s)\n",
+                 idx.path().c_str(), problems.size());
+    return 1;
+  }
+  return 0;
+}
+
+// One contact-sheet tile: the image fitted into tile×tile, centred on grey.
+void paste_tile(const std::string& path, int tile, std::vector<float>& sheet, int sh, int sw,
+                int y0, int x0) {
+  Tensor img;
+  try {
+    img = load_image(path);
+  } catch (const Error&) {
+    return;  // moved or deleted since indexing: the tile stays grey
+  }
+  const int h = img.shape().h, w = img.shape().w;
+  const int th = h >= w ? tile : std::max(1, int(std::lround(double(h) * tile / w)));
+  const int tw = h >= w ? std::max(1, int(std::lround(double(w) * tile / h))) : tile;
+  const std::vector<float> v = resize(img.view(), th, tw).to_vector();
+  const int oy = y0 + (tile - th) / 2, ox = x0 + (tile - tw) / 2;
+  for (int c = 0; c < 3; ++c)
+    for (int y = 0; y < th; ++y)
+      for (int x = 0; x < tw; ++x)
+        sheet[(size_t(c) * sh + oy + y) * sw + ox + x] = v[(size_t(c) * th + y) * tw + x];
+}
+
+void write_sheet(const std::string& out, const std::vector<std::string>& queries,
+                 const std::vector<std::vector<SearchHit>>& hits, const TextureIndex& idx, int k) {
+  constexpr int tile = 128, gap = 4, sep = 16;
+  const int cols = 1 + k;
+  const int sw = gap + tile + sep + k * (tile + gap), sh = gap + int(queries.size()) * (tile + gap);
+  std::vector<float> sheet(size_t(3) * sh * sw, 0.15f);
+  for (size_t q = 0; q < queries.size(); ++q) {
+    const int y0 = gap + int(q) * (tile + gap);
+    paste_tile(queries[q], tile, sheet, sh, sw, y0, gap);
+    for (size_t r = 0; r < hits[q].size() && int(r) < cols - 1; ++r)
+      paste_tile(idx.entries()[hits[q][r].entry].path, tile, sheet, sh, sw, y0,
+                 gap + tile + sep + int(r) * (tile + gap));
+  }
+  Tensor t = Tensor::from_vector({1, 3, sh, sw}, sheet);
+  save_png(t.view(), out);
+}
+
+int cmd_search(const IndexArgs& a) {
+  require(a.positional.size() >= 2,
+          "search: expected INDEX and one or more QUERY images or "
+          "directories (usage: preimage search idx.h5 q.png -k 10)");
+  const TextureIndex idx = TextureIndex::open(a.positional[0]);
+  if (a.has("layers")) idx.check_layers(split_list(a.get("layers", ""), "layers"));
+  const int k = int(parse_int("k", a.get("k", "10"), 1, 1 << 20));
+  const float crop = a.has("crop") ? parse_fraction("crop", a.get("crop", "")) : -1.f;
+  if (a.has("sheet")) {
+    const std::string sheet = a.get("sheet", "");
+    require(sheet.size() > 4 && sheet.substr(sheet.size() - 4) == ".png",
+            "--sheet: expected a .png file name, got '" + sheet + "'");
+  }
+  require(idx.size() > 0, "index '" + idx.path() + "' holds no entries");
+  const Device dev = resolve_device(a.get("device", "auto"));
+  TextureIndexSettings s = idx.settings();
+  if (a.has("weights")) s.weights = a.get("weights", "");
+  const auto queries = expand(a.positional, 1);
+  require(!queries.empty(),
+          "search: no query images in " +
+              join(std::vector<std::string>(a.positional.begin() + 1, a.positional.end())));
+  TextureFeatures feat(s, dev);
+  require(fingerprint(feat.settings().weights_identity) == fingerprint(s.weights_identity),
+          "weights " + feat.settings().weights_identity + " differ from the index's " +
+              s.weights_identity + " (index '" + idx.path() + "')");
+  require(feat.segments() == idx.segments(),
+          "index '" + idx.path() + "': its layer sizes differ from the network's");
+
+  const int D = idx.dim();
+  std::vector<std::string> ok;
+  std::vector<std::pair<std::string, std::string>> failed;
+  std::vector<float> qv;
+  // Queries of one preprocessed shape are extracted in batches of 8; a batch that fails is
+  // redone image by image so that only the bad query is reported.
+  std::vector<std::pair<std::string, Tensor>> pending;
+  auto flush = [&] {
+    if (pending.empty()) return;
+    std::vector<float> v(pending.size() * size_t(D));
+    auto keep = [&](const std::string& q, const float* row) {
+      qv.insert(qv.end(), row, row + D);
+      ok.push_back(q);
+    };
+    try {
+      std::vector<const Tensor*> imgs;
+      for (const auto& p : pending) imgs.push_back(&p.second);
+      feat.compute(imgs, v.data());
+      for (size_t i = 0; i < pending.size(); ++i) keep(pending[i].first, v.data() + i * D);
+    } catch (const Error&) {
+      for (const auto& p : pending) {
+        try {
+          std::vector<const Tensor*> one{&p.second};
+          feat.compute(one, v.data());
+          keep(p.first, v.data());
+        } catch (const Error& e) {
+          failed.emplace_back(p.first, e.what());
+        }
+      }
+    }
+    pending.clear();
+  };
+  for (const auto& q : queries) {
+    try {
+      Tensor img = feat.load(q, crop);
+      if (!pending.empty() && (pending[0].second.shape() != img.shape() || pending.size() >= 8))
+        flush();
+      pending.emplace_back(q, std::move(img));
+    } catch (const Error& e) {
+      failed.emplace_back(q, e.what());
+    }
+  }
+  flush();
+  TextureSearcher searcher(idx, dev);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto hits = searcher.search(qv.data(), int(ok.size()), k);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+
+  if (a.has("json")) {
+    Json j;
+    j.begin_object();
+    settings_json(j, idx);
+    j.value("k", k);
+    j.value("query_crop",
+            a.has("crop") ? std::strtod(a.get("crop", "").c_str(), nullptr) : double(s.crop));
+    j.value("device", device_name(dev));
+    j.value("search_ms", ms);
+    j.begin_array("queries");
+    for (size_t q = 0; q < ok.size(); ++q) {
+      j.begin_object();
+      j.value("query", ok[q]);
+      j.begin_array("results");
+      for (size_t r = 0; r < hits[q].size(); ++r) {
+        j.begin_object();
+        j.value("rank", r + 1);
+        j.value("path", idx.entries()[hits[q][r].entry].path);
+        j.value("distance", double(hits[q][r].distance));
+        j.end_object();
+      }
+      j.end_array();
+      j.end_object();
+    }
+    j.end_array();
+    j.begin_array("failed");
+    for (const auto& [p, why] : failed) {
+      j.begin_object();
+      j.value("query", p);
+      j.value("error", why);
+      j.end_object();
+    }
+    j.end_array();
+    j.end_object();
+    std::printf("%s\n", j.str().c_str());
+  } else {
+    for (size_t q = 0; q < ok.size(); ++q) {
+      std::printf("%squery: %s\n", q ? "\n" : "", ok[q].c_str());
+      std::printf("%5s  %10s  %s\n", "rank", "distance", "path");
+      for (size_t r = 0; r < hits[q].size(); ++r)
+        std::printf("%5zu  %10.6f  %s\n", r + 1, double(hits[q][r].distance),
+                    idx.entries()[hits[q][r].entry].path.c_str());
+    }
+    if (!a.has("quiet"))
+      std::fprintf(stderr, "searched %zu entries for %zu queries on %s in %.2f ms\n", idx.size(),
+                   ok.size(), device_name(dev), ms);
+  }
+  if (a.has("sheet") && !ok.empty()) {
+    write_sheet(a.get("sheet", ""), ok, hits, idx, k);
+    if (!a.has("quiet")) std::fprintf(stderr, "contact sheet: %s\n", a.get("sheet", "").c_str());
+  }
+  if (!failed.empty()) {
+    for (const auto& [p, why] : failed)
+      std::fprintf(stderr, "preimage: error: query '%s': %s\n", p.c_str(), why.c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+const char* index_usage() {
+  return "  index build DIR --out idx.h5 [--layers pool1,pool2] [--half] [--size N] [--crop F]\n"
+         "              texture index of an image collection (also: index add|info|verify "
+         "idx.h5 ...)\n"
+         "  search      idx.h5 QUERY|DIR... [-k 10] [--json] [--sheet out.png] [--crop F]: "
+         "nearest textures\n";
+}
+
+int run_index_command(int argc, char** argv) {
+  const std::string cmd = argv[1];
+  const std::set<std::string> common = {"device", "quiet"};
+  if (cmd == "search") {
+    std::set<std::string> allowed = {"k", "json", "sheet", "crop", "layers", "weights"};
+    allowed.insert(common.begin(), common.end());
+    return cmd_search(parse_args("search", argc, argv, 2, allowed));
+  }
+  require(argc >= 3, "index: expected a subcommand: build, add, info or verify");
+  const std::string sub = argv[2];
+  const std::string what = "index " + sub;
+  if (sub == "build") {
+    std::set<std::string> allowed = {"out",  "layers", "weights", "arch",
+                                     "size", "crop",   "half",    "batch"};
+    allowed.insert(common.begin(), common.end());
+    return cmd_build(parse_args(what, argc, argv, 3, allowed));
+  }
+  if (sub == "add") {
+    std::set<std::string> allowed = {"batch", "layers"};
+    allowed.insert(common.begin(), common.end());
+    return cmd_add(parse_args(what, argc, argv, 3, allowed));
+  }
+  if (sub == "info") return cmd_info(parse_args(what, argc, argv, 3, {"json"}));
+  if (sub == "verify") return cmd_verify(parse_args(what, argc, argv, 3, {"json"}));
+  throw Error("index: unknown subcommand '" + sub + "' (expected build, add, info or verify)");
+}
+
+}  // namespace preimage::cli

@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""Writes a set of textures from known families as small PNGs (numpy only; a minimal PNG encoder).
+
+usage: make_texture_families.py OUTDIR [--families 5] [--variants 20] [--size 64] [--seed 0]
+       [--prefix NAME]
+
+Files are OUTDIR/<family>_<variant>.png, family in stripes, checker, dots, noise, rings (cycled
+with a suffix when more than five are asked for). Each variant draws its own frequency,
+orientation, phase, colour jitter and pixel noise, so variants of a family differ in every pixel
+but share their statistics (what a Gram-matrix search should group).
+"""
+import argparse
+import os
+import struct
+import zlib
+
+import numpy as np
+
+FAMILIES = ["stripes", "checker", "dots", "noise", "rings"]
+
+
+def write_png(path, rgb):
+    """rgb: (H, W, 3) float in [0, 1] -> 8-bit PNG, written under a temporary name then renamed."""
+    img = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    h, w, _ = img.shape
+    raw = b"".join(b"\x00" + img[y].tobytes() for y in range(h))
+
+    def chunk(tag, data):
+        c = struct.pack(">I", len(data)) + tag + data
+        return c + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(png)
+    os.replace(tmp, path)
+
+
+def texture(family, size, rng):
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    if family == "stripes":
+        f = rng.uniform(0.08, 0.12)
+        t = rng.uniform(-0.2, 0.2)
+        v = 0.5 + 0.5 * np.sin(2 * np.pi * f * (x * np.cos(t) + y * np.sin(t)) + rng.uniform(0, 6.3))
+        lo, hi = np.array([0.1, 0.2, 0.7]), np.array([0.95, 0.95, 1.0])
+    elif family == "checker":
+        f = rng.uniform(0.06, 0.09)
+        p = rng.uniform(0, 6.3, 2)
+        v = (np.sin(2 * np.pi * f * x + p[0]) * np.sin(2 * np.pi * f * y + p[1]) > 0).astype(float)
+        lo, hi = np.array([0.05, 0.05, 0.05]), np.array([0.85, 0.15, 0.1])
+    elif family == "dots":
+        v = np.zeros((size, size))
+        for _ in range(int(rng.integers(25, 35))):
+            cy, cx = rng.uniform(0, size, 2)
+            r = rng.uniform(2.0, 3.0)
+            v += np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r * r))
+        v = np.clip(v, 0, 1)
+        lo, hi = np.array([0.05, 0.15, 0.05]), np.array([0.3, 0.95, 0.3])
+    elif family == "noise":
+        n = rng.uniform(0, 1, (size + 4, size + 4))
+        k = np.ones(5) / 5
+        n = np.apply_along_axis(lambda r: np.convolve(r, k, "valid"), 1, n)
+        n = np.apply_along_axis(lambda c: np.convolve(c, k, "valid"), 0, n)
+        v = np.clip((n - 0.5) * 3 + 0.5, 0, 1)
+        lo, hi = np.array([0.35, 0.2, 0.05]), np.array([0.8, 0.6, 0.35])
+    else:  # rings
+        cy, cx = rng.uniform(0, size, 2)
+        f = rng.uniform(0.1, 0.14)
+        v = 0.5 + 0.5 * np.sin(2 * np.pi * f * np.hypot(y - cy, x - cx) + rng.uniform(0, 6.3))
+        lo, hi = np.array([0.45, 0.1, 0.55]), np.array([1.0, 0.9, 0.2])
+    jitter = rng.uniform(-0.05, 0.05, 3)
+    rgb = lo + (hi - lo) * v[..., None] + jitter
+    return np.clip(rgb + rng.normal(0, 0.02, rgb.shape), 0, 1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--families", type=int, default=5)
+    ap.add_argument("--variants", type=int, default=20)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prefix", default="")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    rng = np.random.default_rng(a.seed)
+    for fi in range(a.families):
+        name = FAMILIES[fi % len(FAMILIES)] + ("" if fi < len(FAMILIES) else str(fi // len(FAMILIES)))
+        for v in range(a.variants):
+            write_png(os.path.join(a.out, f"{a.prefix}{name}_{v:03d}.png"),
+                      texture(FAMILIES[fi % len(FAMILIES)], a.size, rng))
+
+
+if __name__ == "__main__":
+    main()
