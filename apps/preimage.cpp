@@ -1,16 +1,21 @@
 // preimage: the command line. Subcommands share one option vocabulary (apps/cli_options.h):
 //   texture | invert | style | visualize | dream | caricature  (apps/cli_commands.cpp)
+//   saliency | adversarial | features | neighbors | embed | patches | filters | head
+//            (apps/cli_analysis.cpp, docs/analysis.md)
 //   forward: VGG forward/backward printing per-layer shapes and norms of the activations and of
 //            the input gradient of L = Σ ½‖A‖²/numel over the layers.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "cli_analysis.h"
 #include "cli_commands.h"
+#include "cli_index.h"
 #include "preimage/device.h"
 #include "preimage/error.h"
 #include "preimage/image.h"
@@ -130,8 +135,10 @@ void usage() {
   std::fprintf(stderr, "usage: preimage <command> [options]\ncommands:\n");
   for (const auto& c : cli::commands())
     std::fprintf(stderr, "  %-11s %s\n", c.name.c_str(), c.summary.c_str());
-  std::fprintf(stderr,
-               "  %-11s %s\n", "forward", "VGG forward/backward: per-layer shapes and norms");
+  std::fprintf(stderr, "  %-11s %s\n", "forward",
+               "VGG forward/backward: per-layer shapes and norms");
+  cli::print_analysis_usage();
+  std::fprintf(stderr, "%s", cli::index_usage());
   std::fprintf(stderr,
                "common options: --weights FILE|random:SEED (default random:0) --arch vgg16|vgg19 "
                "--device auto|cpu|cuda --input IMG --size N|WxH --layers name[:weight],... "
@@ -144,6 +151,9 @@ void usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (RLIMIT_FSIZE) write() then fails with EFBIG, which the atomic writers
+  // report and clean up, instead of SIGXFSZ killing the process mid-file.
+  std::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     usage();
     return 2;
@@ -160,6 +170,8 @@ int main(int argc, char** argv) {
       }
       return c.run(cli::parse_options(cmd, argc, argv, 2, c.flags));
     }
+    if (cmd == "index" || cmd == "search") return cli::run_index_command(argc, argv);
+    if (cli::is_analysis_command(cmd)) return cli::run_analysis(cmd, argc, argv);
     Args a = parse(argc, argv, 2);
     if (cmd == "forward") return cmd_forward(a);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
