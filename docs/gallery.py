@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Regenerates docs/gallery/*.png and docs/gallery.md: every preimage subcommand on the sample
-images (examples/), at 128 px and at most 80 iterations, with random-feature weights (random:0).
+images (examples/), at 128 px (textures at their sources' 256 px: statistics are taken at the
+source's resolution) and at most 80 iterations, with random-feature weights (random:0).
 
 usage: python3 docs/gallery.py BUILD_DIR      (the binary is BUILD_DIR/apps/preimage)
 
@@ -22,13 +23,13 @@ OUT_DIR = "docs/gallery"
 RUNS = [
     ("texture_brick", "Texture synthesis (Gram), brick",
      "Gatys et al. Gram-matrix statistics at relu1_1 … relu5_1, L-BFGS from seeded noise.",
-     ["texture", "--input", "examples/brick.png", "--size", "128", "--iters", "80"]),
+     ["texture", "--input", "examples/brick.png", "--size", "256", "--iters", "80"]),
     ("texture_gravel", "Texture synthesis (Gram), gravel",
      "Same objective on the gravel sample.",
-     ["texture", "--input", "examples/gravel.png", "--size", "128", "--iters", "80"]),
+     ["texture", "--input", "examples/gravel.png", "--size", "256", "--iters", "80"]),
     ("texture_brick_bcnn", "Texture synthesis (B-CNN), brick",
      "Lin & Maji bilinear (signed-sqrt, L2-normalized) statistics at relu2_1 … relu4_1.",
-     ["texture", "--input", "examples/brick.png", "--size", "128", "--iters", "80",
+     ["texture", "--input", "examples/brick.png", "--size", "256", "--iters", "80",
       "--stats", "bcnn", "--layers", "relu2_1,relu3_1,relu4_1"]),
     ("invert_astronaut_relu3_1", "Inversion at relu3_1",
      "Mahendran & Vedaldi: match the relu3_1 representation of the photo from noise, with the "
