@@ -3,12 +3,14 @@
 
 usage: test_fault_injection.py PATH/TO/preimage SCRATCH_DIR [--kills N]
 
-1. kill loop (N kills, default 50): `preimage texture ... --save-every 1` rewrites its PNG and its
+1. kill loops (N kills each, default 50): `preimage texture ... --save-every 1` rewrites its PNG and its
    HDF5 checkpoint after every iteration; each run is SIGKILLed after a random delay (seeded, so a
    failure replays). After every kill the PNG at --out must be absent or a complete PNG that
    decodes, and the checkpoint absent or an HDF5 file whose datasets all read back; every 10th kill
    the run is resumed (--resume) and must finish. Half the runs start fresh, half resume, so kills
-   land in first writes and in overwrites of an existing file alike.
+   land in first writes and in overwrites of an existing file alike. Then `preimage index add`
+   (6 new images onto 4) SIGKILLed N times: each time the index must hold exactly the old or the
+   new entry count and pass `index verify`.
 2. file-size limit: RLIMIT_FSIZE set below the PNG's size -> exit code 1, one error line naming
    the output, no file at --out and no temporary file left behind.
 3. full directory: a 64 KiB tmpfs (needs root and mount permission; reported as skipped where the
@@ -109,6 +111,70 @@ def kill_loop():
           "(%.0f s)" % (KILLS, pngs, ckpts, resumed, len(strays(d)), time.time() - t0))
 
 
+def index_entries(idx, d):
+    r = subprocess.run([BIN, "index", "info", idx, "--json"], cwd=d, env=ENV, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, "index info: " + r.stderr.strip()
+    import json
+    return json.loads(r.stdout)["entries"]
+
+
+def index_kill_loop():
+    """SIGKILL during `index add`: the index must hold exactly the old or the new entries."""
+    d = fresh("index_kill_loop")
+    old_dir, new_dir = os.path.join(d, "old"), os.path.join(d, "new")
+    os.makedirs(old_dir)
+    os.makedirs(new_dir)
+    src = Image.open(BRICK).convert("RGB")
+    rng = random.Random(11)
+    for i in range(10):
+        x, y = rng.randrange(0, 200), rng.randrange(0, 200)
+        src.crop((x, y, x + 56, y + 56)).save(os.path.join(old_dir if i < 4 else new_dir,
+                                                           "crop%02d.png" % i))
+    idx = os.path.join(d, "idx.h5")
+    base = ["--layers", "pool1", "--size", "48", "--quiet"]
+    r = subprocess.run([BIN, "index", "build", old_dir, "--out", idx] + base, cwd=d, env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        failures.append("index_kill_loop: build failed: " + r.stderr.strip())
+        return
+    pristine = open(idx, "rb").read()
+    n_old, n_new = 4, 10
+    # Control: an add that is not killed succeeds; its duration sets the range of kill times.
+    t_add = time.time()
+    r = subprocess.run([BIN, "index", "add", idx, new_dir, "--quiet"], cwd=d, env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    t_add = time.time() - t_add
+    if r.returncode != 0 or index_entries(idx, d) != n_new:
+        failures.append("index_kill_loop: an uninterrupted add failed: " + r.stderr.strip())
+        return
+    counts = {n_old: 0, n_new: 0}
+    t0 = time.time()
+    for k in range(KILLS):
+        with open(idx + ".restore", "wb") as f:
+            f.write(pristine)
+        os.replace(idx + ".restore", idx)
+        p = subprocess.Popen([BIN, "index", "add", idx, new_dir, "--quiet"], cwd=d, env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 1.2) * t_add)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        try:
+            n = index_entries(idx, d)
+            assert n in (n_old, n_new), "index holds %d entries (old %d, new %d)" % (n, n_old,
+                                                                                     n_new)
+            v = subprocess.run([BIN, "index", "verify", idx], cwd=d, env=ENV,
+                               capture_output=True, text=True, timeout=120)
+            assert v.returncode == 0, "index verify: " + v.stderr.strip()
+        except AssertionError as e:
+            failures.append("index_kill_loop, kill %d: %s" % (k, e))
+            return
+        counts[n] += 1
+    print("PASS index_kill_loop: %d SIGKILLs during `index add`; the index held the old entries "
+          "%d times and the new ones %d times, verify passed every time (an uninterrupted add: "
+          "%.2f s; %.0f s)" % (KILLS, counts[n_old], counts[n_new], t_add, time.time() - t0))
+
+
 def limit_fsize(limit):
     def fn():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
@@ -168,6 +234,7 @@ def full_directory():
 
 os.makedirs(WORK, exist_ok=True)
 kill_loop()
+index_kill_loop()
 file_size_limit()
 full_directory()
 if failures:
