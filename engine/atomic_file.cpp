@@ -4,11 +4,15 @@
 // the path and the OS reason.
 #include "preimage/atomic_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -45,12 +49,36 @@ int fsync_path(const std::string& path, bool directory) {
   return err;
 }
 
+// Removes "<name>.tmp.<pid>" files next to path left by writers that were killed (SIGKILL, power
+// loss) before they could clean up: only when that pid no longer exists on this machine. Best
+// effort; a live pid (or one this host cannot see) is left alone.
+void remove_stale_temporaries(const std::string& path) {
+  const std::string dir = parent_dir(path);
+  const size_t slash = path.find_last_of('/');
+  const std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp.";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    bool numeric = digits.size() < 10;
+    for (char c : digits) numeric = numeric && std::isdigit(static_cast<unsigned char>(c));
+    if (!numeric) continue;
+    const pid_t pid = static_cast<pid_t>(std::strtol(digits.c_str(), nullptr, 10));
+    if (pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(pid, 0) != 0 && errno == ESRCH) ::unlink((dir + "/" + name).c_str());
+  }
+  ::closedir(d);
+}
+
 }  // namespace
 
 void write_atomically(const std::string& path,
                       const std::function<void(const std::string&)>& write) {
   require(!path.empty(), "cannot write '': empty output path");
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  remove_stale_temporaries(path);
   try {
     write(tmp);
     if (int err = fsync_path(tmp, false)) fail(path, "fsync " + tmp, err);

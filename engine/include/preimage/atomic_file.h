@@ -1,5 +1,6 @@
 // Crash-safe output: write to "<path>.tmp.<pid>", fsync, then rename over <path>. A reader (or a
-// process killed midway) sees the old file or the new one, never a partial one.
+// process killed midway) sees the old file or the new one, never a partial one. Temporaries of
+// writers killed before they could clean up are removed by the next write to the same path.
 #pragma once
 #include <cstddef>
 #include <functional>
