@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "cli_options.h"
 #include "json.h"
 #include "preimage/analysis.h"
 #include "preimage/atomic_file.h"
@@ -135,37 +136,9 @@ struct Args {
 Args parse_args(const Spec& spec, int argc, char** argv) {
   Args a;
   a.command = spec.name;
-  for (int i = 2; i < argc; ++i) {
-    std::string s = argv[i];
-    std::string key;
-    if (s.rfind("--", 0) == 0 && s.size() > 2) {
-      key = s.substr(2);
-    } else if (s == "-k") {
-      key = "k";
-    } else {
-      a.positional.push_back(s);
-      continue;
-    }
-    std::string value;
-    const auto eq = key.find('=');
-    const bool inline_value = eq != std::string::npos;
-    if (inline_value) {
-      value = key.substr(eq + 1);
-      key = key.substr(0, eq);
-    }
-    require(spec.flags.count(key) > 0,
-            spec.name + ": unknown flag --" + key + " (see preimage " + spec.name + " --help)");
-    if (kBoolean.count(key)) {
-      require(!inline_value || value == "1" || value == "true" || value == "0" || value == "false",
-              "--" + key + " takes no value");
-      value = (!inline_value || value == "1" || value == "true") ? "1" : "0";
-    } else if (!inline_value) {
-      require(i + 1 < argc, "--" + key + " needs a value");
-      value = argv[++i];
-    }
-    require(!a.flag.count(key), "--" + key + " given twice");
-    a.flag[key] = value;
-  }
+  FlagArgs fa = parse_flags(spec.name, argc, argv, 2, spec.flags, kBoolean);
+  a.flag = std::move(fa.flags);
+  a.positional = std::move(fa.positional);
   if (spec.positional.empty()) {
     require(a.positional.empty(),
             spec.name + ": unexpected argument '" + (a.positional.empty() ? "" : a.positional[0]) +

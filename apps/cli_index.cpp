@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_options.h"
 #include "json.h"
 #include "preimage/error.h"
 #include "preimage/image.h"
@@ -45,33 +46,8 @@ const std::set<std::string> kBoolFlags = {"half", "json", "quiet"};
 
 IndexArgs parse_args(const std::string& what, int argc, char** argv, int first,
                      const std::set<std::string>& allowed) {
-  IndexArgs a;
-  for (int i = first; i < argc; ++i) {
-    std::string s = argv[i];
-    if (s == "-k") s = "--k";
-    if (s.rfind("--", 0) == 0 && s.size() > 2) {
-      std::string key = s.substr(2), value;
-      const auto eq = key.find('=');
-      const bool inline_value = eq != std::string::npos;
-      if (inline_value) {
-        value = key.substr(eq + 1);
-        key = key.substr(0, eq);
-      }
-      require(allowed.count(key), what + ": unknown flag --" + key);
-      if (kBoolFlags.count(key)) {
-        require(!inline_value || value == "1" || value == "true",
-                what + ": flag --" + key + " takes no value");
-        value = "1";
-      } else if (!inline_value) {
-        require(i + 1 < argc, what + ": flag --" + key + " needs a value");
-        value = argv[++i];
-      }
-      a.opts[key] = value;
-    } else {
-      a.positional.push_back(s);
-    }
-  }
-  return a;
+  FlagArgs fa = parse_flags(what, argc, argv, first, allowed, kBoolFlags);
+  return {std::move(fa.flags), std::move(fa.positional)};
 }
 
 long parse_int(const std::string& flag, const std::string& v, long lo, long hi) {

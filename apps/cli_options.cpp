@@ -57,15 +57,14 @@ std::vector<LayerWeight> parse_layers(const std::string& spec, const std::string
   return out;
 }
 
-Options parse_options(const std::string& command, int argc, char** argv, int first,
-                      const std::set<std::string>& allowed) {
-  Options o;
-  o.command = command;
-  o.flags = allowed;
+FlagArgs parse_flags(const std::string& command, int argc, char** argv, int first,
+                     const std::set<std::string>& allowed, const std::set<std::string>& boolean) {
+  FlagArgs a;
   for (int i = first; i < argc; ++i) {
     std::string s = argv[i];
+    if (s == "-k") s = "--k";
     if (s.rfind("--", 0) != 0 || s == "--") {
-      o.positional.push_back(s);
+      a.positional.push_back(s);
       continue;
     }
     std::string key = s.substr(2), value;
@@ -77,7 +76,7 @@ Options parse_options(const std::string& command, int argc, char** argv, int fir
     }
     require(allowed.count(key) > 0,
             command + ": unknown flag --" + key + " (see preimage " + command + " --help)");
-    if (kBooleanFlags.count(key)) {
+    if (boolean.count(key)) {
       require(!inline_value || value == "1" || value == "true" || value == "0" || value == "false",
               "--" + key + " takes no value");
       value = (!inline_value || value == "1" || value == "true") ? "1" : "0";
@@ -85,9 +84,20 @@ Options parse_options(const std::string& command, int argc, char** argv, int fir
       require(i + 1 < argc, "--" + key + " needs a value");
       value = argv[++i];
     }
-    require(!o.raw.count(key), "--" + key + " given twice");
-    o.raw[key] = value;
+    require(!a.flags.count(key), "--" + key + " given twice");
+    a.flags[key] = value;
   }
+  return a;
+}
+
+Options parse_options(const std::string& command, int argc, char** argv, int first,
+                      const std::set<std::string>& allowed) {
+  Options o;
+  o.command = command;
+  o.flags = allowed;
+  FlagArgs fa = parse_flags(command, argc, argv, first, allowed, kBooleanFlags);
+  o.raw = std::move(fa.flags);
+  o.positional = std::move(fa.positional);
   for (const auto& [k, v] : o.raw) {
     if (k == "weights")
       o.weights = v;

@@ -59,6 +59,16 @@ struct Options {
   bool given(const std::string& flag) const { return raw.count(flag) > 0; }
 };
 
+// The one flag grammar of every subcommand: --key VALUE, --key=VALUE, boolean flags without a
+// value (or =1/true/0/false), "-k" for --k; anything else is positional. Throws preimage::Error
+// naming `command` and the flag for unknown, repeated or value-less flags.
+struct FlagArgs {
+  std::map<std::string, std::string> flags;  // without "--"; booleans "1" or "0"
+  std::vector<std::string> positional;
+};
+FlagArgs parse_flags(const std::string& command, int argc, char** argv, int first,
+                     const std::set<std::string>& allowed, const std::set<std::string>& boolean);
+
 // Parses argv[first..]; `allowed` lists the flags (without "--") the subcommand accepts.
 // Throws preimage::Error naming the flag for unknown flags, missing values, bad numbers and
 // out-of-range values.

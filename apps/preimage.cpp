@@ -26,36 +26,11 @@ using namespace preimage;
 
 namespace {
 
-struct Args {
-  std::map<std::string, std::string> opts;
-  std::vector<std::string> positional;
-};
-
-Args parse(int argc, char** argv, int first) {
-  Args a;
-  for (int i = first; i < argc; ++i) {
-    std::string s = argv[i];
-    if (s.rfind("--", 0) == 0) {
-      std::string key = s.substr(2), value;
-      auto eq = key.find('=');
-      if (eq != std::string::npos) {
-        value = key.substr(eq + 1);
-        key = key.substr(0, eq);
-      } else {
-        require(i + 1 < argc, "flag --" + key + " needs a value");
-        value = argv[++i];
-      }
-      a.opts[key] = value;
-    } else {
-      a.positional.push_back(s);
-    }
-  }
-  return a;
-}
+using Args = cli::FlagArgs;
 
 std::string get(const Args& a, const std::string& k, const std::string& def) {
-  auto it = a.opts.find(k);
-  return it == a.opts.end() ? def : it->second;
+  auto it = a.flags.find(k);
+  return it == a.flags.end() ? def : it->second;
 }
 
 std::vector<std::string> split(const std::string& s) {
@@ -77,12 +52,8 @@ double norm(const Tensor& t) {
 }
 
 int cmd_forward(const Args& a) {
-  for (const auto& [k, v] : a.opts) {
-    static const std::vector<std::string> known = {"weights", "arch",   "input",
-                                                   "size",    "layers", "device"};
-    require(std::find(known.begin(), known.end(), k) != known.end(),
-            "forward: unknown flag --" + k);
-  }
+  require(a.positional.empty(),
+          "forward: unexpected argument '" + (a.positional.empty() ? "" : a.positional[0]) + "'");
   const Device dev = resolve_device(get(a, "device", "auto"));
   Weights w = load_weights(get(a, "weights", "random:0"), parse_arch(get(a, "arch", "vgg19")));
   std::printf(
@@ -97,7 +68,7 @@ int cmd_forward(const Args& a) {
   } else {
     img = load_image(input);
   }
-  if (a.opts.count("size")) {
+  if (a.flags.count("size")) {
     int h = 0, wd = 0;
     parse_size(get(a, "size", ""), img.shape().h, img.shape().w, &h, &wd);
     img = resize(img.view(), h, wd);
@@ -172,8 +143,9 @@ int main(int argc, char** argv) {
     }
     if (cmd == "index" || cmd == "search") return cli::run_index_command(argc, argv);
     if (cli::is_analysis_command(cmd)) return cli::run_analysis(cmd, argc, argv);
-    Args a = parse(argc, argv, 2);
-    if (cmd == "forward") return cmd_forward(a);
+    if (cmd == "forward")
+      return cmd_forward(cli::parse_flags(
+          cmd, argc, argv, 2, {"weights", "arch", "input", "size", "layers", "device"}, {}));
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       usage();
       return 0;
