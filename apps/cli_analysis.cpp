@@ -114,7 +114,8 @@ struct Args {
     char* end = nullptr;
     errno = 0;
     if (slash != std::string::npos) {
-      const double a = std::strtod(v.substr(0, slash).c_str(), &end);
+      const std::string num = v.substr(0, slash);  // named: `end` points into it
+      const double a = std::strtod(num.c_str(), &end);
       const bool ok_a = end && *end == '\0' && slash > 0;
       const std::string den = v.substr(slash + 1);
       const double b = std::strtod(den.c_str(), &end);

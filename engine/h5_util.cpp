@@ -3,17 +3,25 @@
 // file's context.
 #include "engine/h5_util.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "preimage/error.h"
 
 namespace preimage::h5 {
 namespace {
+
+// Attributes are small metadata (the largest we read: Keras' layer_names, ~25 strings); a count
+// beyond this is a corrupt header, refused before anything is allocated for it.
+constexpr hssize_t kMaxAttrElements = hssize_t(1) << 20;
 
 std::string abs_path(const std::string& p) {
   if (p.empty()) return "/";
@@ -239,6 +247,75 @@ size_t File::DatasetInfo::numel() const {
   return numel_of(shape);
 }
 
+// ---- global heap check -----------------------------------------------------------------------
+// Variable-length strings (h5py's str attributes and datasets) live in global heap collections
+// ("GCOL"). HDF5 1.10.8 (Debian 12) trusts their object sizes: an object of size 0 makes the
+// collection parser loop forever, one larger than its collection makes H5HG_read copy past the
+// heap (both found by fuzz/fuzz_weights and fuzz/fuzz_index; newer HDF5 releases check them).
+// Before HDF5 opens a file, every collection in it is walked the way HDF5 1.10 walks it and a
+// file with a malformed one is refused. A "GCOL" whose stated size runs past the end of the
+// file is left to HDF5 (which then fails to read it cleanly): random data that happens to spell
+// "GCOL" is not mistaken for a collection.
+static std::string corrupt_global_heap(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size < 16) {
+    ::close(fd);
+    return {};
+  }
+  const size_t n = size_t(st.st_size);
+  void* map = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return {};
+  const auto* b = static_cast<const unsigned char*>(map);
+  auto le = [&](size_t at, int bytes) {
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; --i) v = v << 8 | b[at + size_t(i)];
+    return v;
+  };
+  // Size of lengths from the superblock (at 0, 512, 1024, ...; 8 when not found).
+  int len_size = 8;
+  static const unsigned char kSig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  for (size_t at = 0; at + 16 <= n; at = at ? at * 2 : 512)
+    if (std::memcmp(b + at, kSig, 8) == 0) {
+      const int v = b[at + 8];
+      const int s = b[at + (v <= 1 ? 14 : 10)];
+      if (s == 2 || s == 4 || s == 8) len_size = s;
+      break;
+    }
+  std::string why;
+  const size_t hdr = 8 + size_t(len_size), objhdr = 8 + size_t(len_size);
+  for (const unsigned char* hit = b; why.empty();) {
+    hit = static_cast<const unsigned char*>(::memmem(hit, n - size_t(hit - b), "GCOL", 4));
+    if (!hit) break;
+    const size_t o = size_t(hit - b);
+    hit += 4;
+    if (o + hdr > n || b[o + 4] != 1) continue;
+    const uint64_t size = le(o + 8, len_size);
+    if (size > n - o) continue;  // not backed by the file: HDF5 reports it
+    if (size < hdr) {
+      why = "global heap at byte " + std::to_string(o) + " is smaller than its header";
+      break;
+    }
+    const size_t end = o + size_t(size);
+    for (size_t p = o + hdr; p < end;) {
+      if (p + objhdr > end) break;  // trailing free space
+      const unsigned idx = unsigned(le(p, 2));
+      const uint64_t osize = le(p + 8, len_size);
+      const uint64_t need = idx > 0 ? objhdr + ((osize + 7) & ~uint64_t(7)) : osize;
+      if (need == 0 || osize > end - p || need > end - p) {
+        why = "global heap at byte " + std::to_string(o) + " has an object of size " +
+              std::to_string(osize) + " that does not fit it";
+        break;
+      }
+      p += size_t(need);
+    }
+  }
+  ::munmap(map, n);
+  return why;
+}
+
 // ---- File -----------------------------------------------------------------------------------
 
 File File::open(const std::string& path, const std::string& context) {
@@ -252,10 +329,16 @@ File File::open(const std::string& path, const std::string& context) {
   if (::access(path.c_str(), R_OK) != 0)
     throw Error(context + ": cannot read: " + std::strerror(errno));
   if (H5Fis_hdf5(path.c_str()) <= 0) throw Error(context + ": not an HDF5 file or truncated");
+  const std::string heap = corrupt_global_heap(path);
+  if (!heap.empty()) throw Error(context + ": corrupt HDF5 file (" + heap + ")");
   Id fapl(H5Pcreate(H5P_FILE_ACCESS));
   // Readers never need HDF5's advisory locks (outputs are written to temporary names and
   // renamed); locks fail on some network and read-only filesystems.
   H5Pset_file_locking(fapl.get(), false, true);
+  // Closing the file closes whatever is still open in it: an object HDF5 failed to close (a
+  // corrupt filter pipeline) otherwise keeps the file open until exit, where HDF5 prints
+  // "infinite loop closing library" (found by fuzz/fuzz_weights).
+  H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG);
   Id f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
   if (!f.valid()) throw Error(context + ": not an HDF5 file or truncated");
   return File(std::move(f), path, context);
@@ -376,7 +459,37 @@ File::DatasetInfo File::dataset_info(const std::string& path) const {
   info.kind = kind_of(type.get());
   info.type_name = type_name_of(type.get());
   info.shape = shape_of(space.get());
+  // Limits before allocation: callers size their buffers from this shape, so its byte count
+  // must not overflow (a corrupt header); require_stored() bounds it by what the file holds.
+  size_t bytes = std::max<size_t>(H5Tget_size(type.get()), 1);
+  for (int64_t x : info.shape) {
+    if (x < 0 || (x > 0 && bytes > std::numeric_limits<size_t>::max() / size_t(x)))
+      fail("dataset '" + p + "' declares shape " + dims_str(info.shape) +
+           ", too large to address (corrupt file)");
+    bytes *= size_t(x);
+  }
   return info;
+}
+
+void File::require_stored(const std::string& path) const {
+  Quiet q;
+  const std::string p = abs_path(path);
+  const DatasetInfo info = dataset_info(p);
+  Id d(H5Dopen2(file_.get(), p.c_str(), H5P_DEFAULT));
+  Id type(H5Dget_type(d.get()));
+  if (!d.valid() || !type.valid()) fail("cannot open dataset '" + p + "'");
+  size_t bytes = std::max<size_t>(H5Tget_size(type.get()), 1);
+  for (int64_t x : info.shape) bytes *= size_t(x);  // no overflow: checked by dataset_info
+  // Beyond 1 MiB the bytes must be plausibly stored: deflate expands at most ~1032:1, and the
+  // files whose sizes this guards (indexes, checkpoints) are always written in full.
+  constexpr size_t kAlwaysAllowed = size_t(1) << 20, kMaxExpansion = 2048;
+  if (bytes > kAlwaysAllowed) {
+    const hsize_t stored = H5Dget_storage_size(d.get());
+    if (bytes / kMaxExpansion > stored)
+      fail("dataset '" + p + "' declares shape " + dims_str(info.shape) + " (" +
+           std::to_string(bytes) + " bytes) but the file stores only " + std::to_string(stored) +
+           " bytes of it (truncated or corrupt)");
+  }
 }
 
 Dims File::check_dataset(const std::string& path, Kind kind, const Dims& expected,
@@ -479,6 +592,7 @@ std::vector<std::string> File::read_strings(const std::string& path) const {
   const DatasetInfo info = dataset_info(p);
   if (info.kind != Kind::String)
     fail("dataset '" + p + "' has type " + info.type_name + ", expected strings");
+  require_stored(p);
   Id d(H5Dopen2(file_.get(), p.c_str(), H5P_DEFAULT));
   Id type(H5Dget_type(d.get()));
   Id space(H5Dget_space(d.get()));
@@ -565,6 +679,9 @@ std::vector<std::string> File::read_attr_strings(const std::string& obj,
          type_name_of(type.get()) + ", expected strings");
   std::vector<std::string> out;
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  if (n > kMaxAttrElements)
+    fail("attribute '" + name + "' of '" + abs_path(obj) + "' holds " + std::to_string(n) +
+         " strings, more than " + std::to_string(kMaxAttrElements) + " (corrupt file)");
   if (n < 0 || !read_string_data(a.get(), true, type.get(), space.get(), size_t(n), &out))
     fail("cannot read attribute '" + name + "' of '" + abs_path(obj) + "'");
   return out;
@@ -589,6 +706,9 @@ size_t File::attr_count(hid_t attr, const std::string& obj, const std::string& n
          type_name_of(type.get()) + ", expected " + kind_name(want));
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
   if (n < 0) fail("cannot read attribute '" + name + "' of '" + abs_path(obj) + "'");
+  if (n > kMaxAttrElements)
+    fail("attribute '" + name + "' of '" + abs_path(obj) + "' holds " + std::to_string(n) +
+         " values, more than " + std::to_string(kMaxAttrElements) + " (corrupt file)");
   return size_t(n);
 }
 

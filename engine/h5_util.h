@@ -93,6 +93,10 @@ class File {
     size_t numel() const;
   };
   DatasetInfo dataset_info(const std::string& path) const;  // throws "dataset 'p' missing"
+  // Limits before allocation for shapes the file itself decides (entry counts): throws when the
+  // dataset declares over 1 MiB but the file stores less than 1/2048 of it (a corrupt header
+  // in a small file). read_vector() and read_strings() call it.
+  void require_stored(const std::string& path) const;
   // Checks that path is a dataset of kind with the expected shape (any_dim matches any positive
   // size); returns its actual shape. type_desc names the expected type in messages ("float32").
   // Messages: "dataset 'p' missing (expected (..) float32)", "dataset 'p' has shape (..),
@@ -112,6 +116,7 @@ class File {
   template <class T>
   std::vector<T> read_vector(const std::string& path, Dims* shape = nullptr) const {
     const DatasetInfo info = dataset_info(path);
+    require_stored(path);
     size_t n = 1;
     for (int64_t d : info.shape) n *= size_t(d);
     std::vector<T> v(n);

@@ -34,7 +34,14 @@
 #define STBI_ONLY_BMP
 #define STBI_NO_STDIO  // files are read here, with errno-based messages
 #define STB_IMAGE_IMPLEMENTATION
+// stb_image 2.27 calls memcpy(NULL, p, 0) for an empty first IDAT chunk of a PNG (undefined
+// behaviour, found by fuzz/fuzz_image): its copies go through one that skips empty copies.
+static inline void* preimage_stbi_memcpy(void* dst, const void* src, size_t n) {
+  return n ? std::memcpy(dst, src, n) : dst;
+}
+#define memcpy preimage_stbi_memcpy
 #include <stb/stb_image.h>
+#undef memcpy
 #define STBI_WRITE_NO_STDIO  // PNGs are encoded to memory, then written atomically
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>
@@ -116,6 +123,53 @@ int parse_positive(const std::string& s, int* value) {
 
 }  // namespace
 
+namespace {
+
+// Debian's stb_image 2.27 trusts the 16 code counts of a JPEG DHT segment: a table whose counts
+// sum past 256 makes stbi__build_huffman and the value loop write past its 257-entry arrays
+// (found by fuzz/fuzz_image; upstream checks this since 2.28). Every table of every DHT segment,
+// before and between scans, is checked here before stb sees the file. Conservative: a table
+// header that runs past its segment is still checked, with bytes past the end read as stb does
+// (0).
+bool jpeg_huffman_tables_ok(const unsigned char* p, size_t n) {
+  // stb takes any run of 0xFF bytes before the SOI marker (0xFF 0xD8), as between markers.
+  size_t i = 0;
+  while (i < n && p[i] == 0xFF) ++i;
+  if (i == 0 || i >= n || p[i] != 0xD8) return true;  // not a JPEG
+  ++i;
+  while (i + 1 < n) {
+    if (p[i] != 0xFF) {  // entropy-coded data
+      ++i;
+      continue;
+    }
+    const unsigned char m = p[i + 1];
+    if (m == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) {  // no length
+      i += 2;
+      continue;
+    }
+    if (m == 0xD9) return true;  // EOI
+    if (i + 3 >= n) return true;
+    const size_t len = size_t(p[i + 2]) << 8 | p[i + 3];
+    if (m == 0xC4) {
+      const size_t end = i + 2 + len;
+      for (size_t q = i + 4; q < end && q < n;) {
+        size_t total = 0;
+        for (size_t k = 1; k <= 16; ++k) total += q + k < n ? p[q + k] : 0;
+        if (total > 256) return false;
+        q += 17 + total;
+      }
+    }
+    i += 2 + std::max<size_t>(len, 2);
+  }
+  return true;
+}
+
+}  // namespace
+
 Tensor load_image(const std::string& path, const ImageLimits& limits) {
   const std::string ctx = image_ctx(path);
   const std::vector<unsigned char> bytes = read_file(path, ctx);
@@ -124,6 +178,8 @@ Tensor load_image(const std::string& path, const ImageLimits& limits) {
   const auto* data = bytes.data();
   const int len = int(bytes.size());
   int w = 0, h = 0, comp = 0;
+  if (!jpeg_huffman_tables_ok(data, bytes.size()))
+    throw Error(ctx + ": corrupt JPEG (a Huffman table lists more than 256 codes)");
   if (!stbi_info_from_memory(data, len, &w, &h, &comp))
     throw Error(ctx + ": not a PNG, JPEG or BMP image, or corrupt (" + stb_reason() + ")");
   if (w <= 0 || h <= 0) throw Error(ctx + ": header gives an empty image");
@@ -140,12 +196,14 @@ Tensor load_image(const std::string& path, const ImageLimits& limits) {
     std::unique_ptr<stbi_us, void (*)(void*)> px(
         stbi_load_16_from_memory(data, len, &got_w, &got_h, &got_c, 3), stbi_image_free);
     if (!px) throw Error(ctx + ": corrupt or truncated (" + stb_reason() + ")");
+    if (got_w != w || got_h != h) throw Error(ctx + ": corrupt (size differs from its header)");
     for (size_t i = 0; i < plane; ++i)
       for (int c = 0; c < 3; ++c) out[c * plane + i] = px.get()[i * 3 + c] / 65535.f;
   } else {
     std::unique_ptr<stbi_uc, void (*)(void*)> px(
         stbi_load_from_memory(data, len, &got_w, &got_h, &got_c, 3), stbi_image_free);
     if (!px) throw Error(ctx + ": corrupt or truncated (" + stb_reason() + ")");
+    if (got_w != w || got_h != h) throw Error(ctx + ": corrupt (size differs from its header)");
     for (size_t i = 0; i < plane; ++i)
       for (int c = 0; c < 3; ++c) out[c * plane + i] = px.get()[i * 3 + c] / 255.f;
   }

@@ -363,7 +363,8 @@ TextureIndex TextureIndex::open(const std::string& path) {
            " is not supported (expected " + std::to_string(kFormatVersion) + ")");
   TextureIndexSettings& s = idx.settings_;
   s.layers = f.read_attr_strings("/", "layers");
-  for (int64_t c : f.read_attr_int64s("/", "channels")) s.channels.push_back(int(c));
+  for (int64_t c : f.read_attr_int64s("/", "channels"))
+    s.channels.push_back(int(std::clamp<int64_t>(c, -1, 1 << 20)));  // range checked below
   s.weights = f.read_attr_string("/", "weights");
   s.weights_identity = f.read_attr_string("/", "weights_identity");
   s.arch = f.read_attr_string("/", "arch");
@@ -381,7 +382,11 @@ TextureIndex TextureIndex::open(const std::string& path) {
     f.fail("attributes 'layers' and 'channels' disagree (" + std::to_string(s.layers.size()) +
            " vs " + std::to_string(s.channels.size()) + ")");
   for (int c : s.channels) {
-    if (c <= 0) f.fail("attribute 'channels' holds a non-positive count");
+    // VGG layers have at most 512 channels; the cap keeps D = Σ C(C+1)/2 far from int overflow.
+    if (c <= 0 || c > 4096)
+      f.fail("attribute 'channels' holds " + std::to_string(c) + ", expected a count in 1..4096");
+    if (idx.segments_.back() > (1 << 30))
+      f.fail("attributes 'layers' and 'channels' describe vectors too long (corrupt file)");
     idx.segments_.push_back(idx.segments_.back() + int(gram_vector_length(c)));
   }
   const int64_t D = idx.segments_.back();
@@ -389,6 +394,7 @@ TextureIndex TextureIndex::open(const std::string& path) {
   const auto paths = f.read_strings("/paths");
   const int64_t N = int64_t(paths.size());
   f.check_dataset("/vectors", h5::Kind::Float, {N, D}, "float (N, " + std::to_string(D) + ")");
+  f.require_stored("/vectors");
   f.check_dataset("/image_size", h5::Kind::Integer, {N, 2}, "int64 (N, 2)");
   const auto sizes = f.read_vector<int64_t>("/image_size");
   const auto shas = f.read_strings("/image_sha256");

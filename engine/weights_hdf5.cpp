@@ -561,7 +561,9 @@ void save_weights(const Weights& w, const std::string& path) {
                                                         " values, expected " + std::to_string(s.n));
     present.push_back(&e);
   }
-  for (const auto& [name, lw] : w.layers) {
+  for (const auto& layer : w.layers) {
+    const std::string& name =
+        layer.first;  // not a structured binding: clang < 16 cannot capture it
     const bool known = std::any_of(expected.begin(), expected.end(),
                                    [&](const Expected& e) { return e.name == name; });
     require(known, ctx + ": layer '" + name + "' is not a layer of " + arch_name(w.arch));
