@@ -41,6 +41,21 @@ RUNS = [
      "recovered (compare the normalized reconstruction errors).",
      ["invert", "--input", "examples/astronaut.jpg", "--size", "128", "--iters", "80",
       "--layers", "relu4_1"]),
+    ("invert_astronaut_hog", "HOG inversion (Dalal–Triggs)",
+     "Mahendran & Vedaldi with a HOG representation instead of VGG (docs/descriptors.md): 8 px "
+     "cells, 9 unsigned soft bins, 2×2 L2-Hys blocks, on the luma; default TV² prior. No network "
+     "is involved (the weights line does not apply); colour is left to the prior.",
+     ["invert", "--input", "examples/astronaut.jpg", "--size", "128", "--iters", "200",
+      "--representation", "hog"]),
+    ("invert_astronaut_hog_uoctti", "HOG inversion (UoCTTI)",
+     "The same with Felzenszwalb et al.'s 31-dimensional UoCTTI HOG (18 signed + 9 unsigned "
+     "orientations, 4 texture energies, four normalizations).",
+     ["invert", "--input", "examples/astronaut.jpg", "--size", "128", "--iters", "200",
+      "--representation", "hog", "--hog-variant", "uoctti"]),
+    ("invert_astronaut_dsift", "Dense SIFT inversion",
+     "Dense SIFT: 4×4 spatial bins of 4 px × 8 orientations every 4 px, L2 / clamp 0.2 / L2.",
+     ["invert", "--input", "examples/astronaut.jpg", "--size", "128", "--iters", "200",
+      "--representation", "dsift"]),
     ("style_astronaut_gravel", "Style transfer",
      "Gatys: content relu4_2 of the photo + Gram style of gravel, started from the photo.",
      ["style", "--input", "examples/astronaut.jpg", "--style", "examples/gravel.png",
