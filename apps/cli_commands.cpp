@@ -2,14 +2,18 @@
 // shared driver (cli_run.h).
 #include "cli_commands.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <tuple>
 
 #include "cli_run.h"
 #include "image_ops.h"
+#include "preimage/atomic_file.h"
+#include "preimage/descriptors.h"
 #include "preimage/error.h"
 #include "preimage/image.h"
 
@@ -139,9 +143,170 @@ int run_texture(Options o) {
   return finish(s, x);
 }
 
+// ---- HOG / dense-SIFT representations (docs/descriptors.md) --------------------------------
+
+const char* const kDescriptorFlags[] = {"hog-variant", "cell",    "bins",   "block",
+                                        "step",        "binning", "pooling"};
+
+std::string flag_text(const Options& o, const std::string& k, const std::string& def) {
+  auto it = o.raw.find(k);
+  return it == o.raw.end() ? def : it->second;
+}
+
+int flag_int(const Options& o, const std::string& k, int def, int lo, int hi) {
+  auto it = o.raw.find(k);
+  if (it == o.raw.end()) return def;
+  const std::string& v = it->second;
+  char* end = nullptr;
+  errno = 0;
+  const long x = std::strtol(v.c_str(), &end, 10);
+  require(!v.empty() && end && *end == '\0' && errno == 0,
+          "--" + k + ": expected an integer, got '" + v + "'");
+  require(x >= lo && x <= hi, "--" + k + ": expected an integer in [" + std::to_string(lo) + ", " +
+                                  std::to_string(hi) + "], got " + v);
+  return int(x);
+}
+
+// The descriptor of --representation hog|dsift and its flags; false for vgg (the default), where
+// the descriptor flags are refused.
+bool descriptor_options(const Options& o, DescriptorOptions* out) {
+  const std::string rep = flag_text(o, "representation", "vgg");
+  require(rep == "vgg" || rep == "hog" || rep == "dsift",
+          "--representation: expected vgg, hog or dsift, got '" + rep + "'");
+  if (rep == "vgg") {
+    for (const char* f : kDescriptorFlags)
+      require(!o.given(f), std::string("--") + f + " applies to --representation hog|dsift only");
+    return false;
+  }
+  for (const char* f : {"layers", "weights", "arch"})
+    require(!o.given(f), std::string("--") + f + " applies to --representation vgg only (" + rep +
+                             " uses no network)");
+  const std::string variant = flag_text(o, "hog-variant", "dalal");
+  require(variant == "dalal" || variant == "uoctti",
+          "--hog-variant: expected dalal or uoctti, got '" + variant + "'");
+  require(rep == "hog" || !o.given("hog-variant"), "--hog-variant applies to --representation hog");
+  const DescriptorKind kind = rep == "dsift"        ? DescriptorKind::Dsift
+                              : variant == "uoctti" ? DescriptorKind::HogUoctti
+                                                    : DescriptorKind::Hog;
+  DescriptorOptions d = DescriptorOptions::defaults(kind);
+  d.cell = flag_int(o, "cell", d.cell, 1, 256);
+  d.bins = flag_int(o, "bins", d.bins, 2, 64);
+  require(kind == DescriptorKind::Hog || !o.given("block"),
+          "--block applies to --representation hog --hog-variant dalal (dense SIFT has 4x4 "
+          "spatial bins; UoCTTI has no blocks)");
+  require(kind != DescriptorKind::HogUoctti || !o.given("step"),
+          "--step applies to Dalal-Triggs HOG and dense SIFT (UoCTTI describes every cell)");
+  d.block = flag_int(o, "block", d.block, 1, 16);
+  d.step = flag_int(o, "step", d.step, 1, 64);
+  const std::string binning = flag_text(o, "binning", "soft");
+  require(binning == "soft" || binning == "hard",
+          "--binning: expected soft or hard, got '" + binning + "'");
+  const std::string pooling = flag_text(o, "pooling", "bilinear");
+  require(pooling == "bilinear" || pooling == "box",
+          "--pooling: expected bilinear or box, got '" + pooling + "'");
+  d.soft_bins = binning == "soft";
+  d.bilinear_cells = pooling == "bilinear";
+  Descriptor check(d);  // validates the combination (e.g. UoCTTI's 18 bins)
+  *out = d;
+  return true;
+}
+
+// invert --representation hog|dsift: the same L-BFGS, octaves and priors as VGG inversion, with
+// the descriptor's normalized reconstruction loss ‖Φ(x) − Φ₀‖² / ‖Φ₀‖² in place of the taps'.
+int run_invert_descriptor(Options o, const DescriptorOptions& d) {
+  if (!o.iters) o.iters = 200;
+  default_tv(o, 5.f);
+  Session s = open_session(o, false);
+  const Descriptor probe(d);
+  s.banner = "preimage invert: representation " + probe.describe() + " (no network), device " +
+             device_name(s.device);
+  Tensor img = load_rgb(o.input, "--input");
+  const auto [H, W] = target_size(img.shape().h, img.shape().w, o);
+  if (H != img.shape().h || W != img.shape().w) img = resize(img.view(), H, W);
+  const auto sizes = octave_sizes(H, W, o);
+  try {
+    probe.output_shape({1, 3, H, W});
+    for (const auto& [h, w] : sizes) probe.output_shape({1, 3, h, w});
+  } catch (const Error& e) {
+    throw Error(std::string("--input: ") + e.what() +
+                (o.octaves > 1 ? " (at the first octave: try fewer --octaves)" : ""));
+  }
+  const int first = resume_stage(s, int(sizes.size()));
+  Tensor x;
+  for (int k = first; k < int(sizes.size()); ++k) {
+    const auto [h, w] = sizes[k];
+    Tensor imk = resize(img.view(), h, w).to(s.device);
+    Objective obj;
+    auto t = make_descriptor_term(d, imk.view(), 1.f);
+    t->label = descriptor_name(d.kind);
+    obj.add(std::move(t));
+    add_priors(obj, o, h, w);
+    Tensor imh = imk.to(Device::CPU);
+    x = k == first ? initial_image(o, h, w, &imh) : resize(x.view(), h, w);
+    run_lbfgs(s, obj, x, k, int(sizes.size()), o.iters);
+    if (s.interrupted) break;
+  }
+  print_terms(s);
+  s.results.value("representation", std::string(descriptor_name(d.kind)));
+  s.results.value("descriptor", probe.describe());
+  s.results.value("descriptor_shape", probe.output_shape(x.shape()).str());
+  if (!s.interrupted) {
+    // At the result's size (octave sizes are at least 16 px, so it may differ from --size).
+    Tensor ref = resize(img.view(), x.shape().h, x.shape().w).to(s.device);
+    const Tensor x0 = initial_image(o, x.shape().h, x.shape().w, &img);
+    const double e0 = descriptor_error(d, x0.to(s.device).view(), ref.view());
+    const double e1 = descriptor_error(d, x.to(s.device).view(), ref.view());
+    s.results.value("initial_descriptor_error", e0);
+    s.results.begin_object("normalized_reconstruction_error");
+    s.results.value(descriptor_name(d.kind), e1);
+    s.results.end_object();
+    if (!o.quiet)
+      std::fprintf(stderr, "normalized %s reconstruction error: %.4f (initial image: %.4f)\n",
+                   descriptor_name(d.kind), e1, e0);
+  }
+  return finish(s, x);
+}
+
+// descriptor: computes the descriptor of --input and writes it as text (--dump FILE: a line
+// "N C H W", then the values in (N,C,H,W) order, one per line), atomically.
+int run_descriptor(Options o) {
+  require(!o.input.empty(), "descriptor: --input IMAGE is required");
+  const std::string dump = flag_text(o, "dump", "");
+  require(!dump.empty(), "descriptor: --dump FILE is required");
+  if (!o.given("representation")) o.raw["representation"] = "hog";
+  DescriptorOptions d;
+  require(descriptor_options(o, &d), "descriptor: --representation must be hog or dsift");
+  Tensor img = load_rgb(o.input, "--input");
+  const auto [H, W] = target_size(img.shape().h, img.shape().w, o);
+  if (H != img.shape().h || W != img.shape().w) img = resize(img.view(), H, W);
+  Descriptor desc(d);
+  try {
+    desc.output_shape(img.shape());
+  } catch (const Error& e) {
+    throw Error(std::string("--input: ") + e.what());
+  }
+  const Device dev = resolve_device(o.device);
+  Tensor imd = img.to(dev);
+  const Tensor& f = desc.forward(imd.view());
+  const Shape sh = f.shape();
+  std::string text = std::to_string(sh.n) + " " + std::to_string(sh.c) + " " +
+                     std::to_string(sh.h) + " " + std::to_string(sh.w) + "\n";
+  char buf[32];
+  for (float v : f.to_vector()) {
+    std::snprintf(buf, sizeof buf, "%.9g\n", double(v));
+    text += buf;
+  }
+  write_file_atomically(dump, text.data(), text.size());
+  if (!o.quiet)
+    std::fprintf(stderr, "%s: %s → %s\n", desc.describe().c_str(), sh.str().c_str(), dump.c_str());
+  return 0;
+}
+
 int run_invert(Options o) {
   require(!o.input.empty(), "invert: --input IMAGE is required");
   require_out(o);
+  DescriptorOptions dopt;
+  if (descriptor_options(o, &dopt)) return run_invert_descriptor(std::move(o), dopt);
   default_layers(o, "relu4_1");
   if (!o.iters) o.iters = 200;
   default_tv(o, 5.f);
@@ -426,8 +591,19 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
       {"texture", "synthesize a texture from --input (--stats gram|bcnn)", with({"stats"}),
        run_texture},
-      {"invert", "reconstruct --input from its representation at --layers (Mahendran & Vedaldi)",
-       kCommon, run_invert},
+      {"invert",
+       "reconstruct --input from its representation at --layers (Mahendran & Vedaldi); "
+       "--representation vgg|hog|dsift, HOG/DSIFT: --hog-variant dalal|uoctti --cell PX --bins B "
+       "--block CELLS --step CELLS --binning soft|hard --pooling bilinear|box "
+       "(docs/descriptors.md)",
+       with({"representation", "hog-variant", "cell", "bins", "block", "step", "binning",
+             "pooling"}),
+       run_invert},
+      {"descriptor",
+       "write the HOG / dense-SIFT descriptor of --input as text (--dump FILE); flags as invert's",
+       {"input", "size", "device", "representation", "hog-variant", "cell", "bins", "block", "step",
+        "binning", "pooling", "dump", "quiet"},
+       run_descriptor},
       {"style", "content --input + style --style (Gatys), --original-colors",
        with({"style", "content-weight", "style-weight", "original-colors"}), run_style},
       {"visualize", "activation maximization of --channel/--neuron/--class at --layers",

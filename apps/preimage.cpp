@@ -2,6 +2,8 @@
 //   texture | invert | style | visualize | dream | caricature  (apps/cli_commands.cpp)
 //   saliency | adversarial | features | neighbors | embed | patches | filters | head
 //            (apps/cli_analysis.cpp, docs/analysis.md)
+//   attributes train | show | apply: B-CNN attribute classifiers and edits
+//            (apps/cli_attributes.cpp, docs/attributes.md)
 //   forward: VGG forward/backward printing per-layer shapes and norms of the activations and of
 //            the input gradient of L = Σ ½‖A‖²/numel over the layers.
 #include <algorithm>
@@ -14,7 +16,9 @@
 #include <vector>
 
 #include "cli_analysis.h"
+#include "cli_attributes.h"
 #include "cli_commands.h"
+#include "cli_decoder.h"
 #include "cli_index.h"
 #include "preimage/device.h"
 #include "preimage/error.h"
@@ -110,6 +114,8 @@ void usage() {
                "VGG forward/backward: per-layer shapes and norms");
   cli::print_analysis_usage();
   std::fprintf(stderr, "%s", cli::index_usage());
+  std::fprintf(stderr, "%s", cli::decoder_usage());
+  std::fprintf(stderr, "%s", cli::attributes_usage());
   std::fprintf(stderr,
                "common options: --weights FILE|random:SEED (default random:0) --arch vgg16|vgg19 "
                "--device auto|cpu|cuda --input IMG --size N|WxH --layers name[:weight],... "
@@ -142,6 +148,8 @@ int main(int argc, char** argv) {
       return c.run(cli::parse_options(cmd, argc, argv, 2, c.flags));
     }
     if (cmd == "index" || cmd == "search") return cli::run_index_command(argc, argv);
+    if (cmd == "decoder") return cli::run_decoder_command(argc, argv);
+    if (cmd == "attributes") return cli::run_attributes(argc, argv);
     if (cli::is_analysis_command(cmd)) return cli::run_analysis(cmd, argc, argv);
     if (cmd == "forward")
       return cmd_forward(cli::parse_flags(

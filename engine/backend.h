@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <string>
 
+#include "kernels/hog_shape.h"
 #include "kernels/op_shapes.h"
 #include "preimage/device.h"
 
@@ -90,6 +91,31 @@ class Backend {
   //      dist (nq, ne) = Σ_s sqrt(max(0, 2 − 2⟨q_s, e_s⟩)), seg_offsets a host array ---------
   virtual void search_distances(const float* q, const float* e, float* dist, int nq, int ne,
                                 int dim, const int* seg_offsets, int nseg) = 0;
+
+  // ---- up-convolutional decoders (kernels/conv_transpose.cu, kernels/adam.cu; contracts in
+  //      engine/cpu/cpu_ops.h) ----------------------------------------------------------------
+  virtual void conv_transpose_fwd(const float* x, const float* w, const float* b, float* y,
+                                  const ConvTransposeShape& s) = 0;
+  virtual void conv_transpose_bwd_data(const float* dy, const float* w, float* dx,
+                                       const ConvTransposeShape& s) = 0;
+  virtual void conv_transpose_bwd_filter(const float* x, const float* dy, float* dw, float* db,
+                                         const ConvTransposeShape& s, bool accumulate) = 0;
+  virtual void leaky_relu_fwd(const float* x, float* y, size_t count, float slope) = 0;
+  virtual void leaky_relu_bwd(const float* y, const float* dy, float* dx, size_t count,
+                              float slope) = 0;
+  virtual void adam_update(float* p, const float* g, float* m, float* v, size_t n, float lr,
+                           float beta1, float beta2, float eps, long step, float grad_scale) = 0;
+  // ---- HOG / dense SIFT (kernels/hog.cu, engine/cpu/hog.cpp; contracts in
+  //      kernels/hog_shape.h): cell histograms, L2-Hys blocks, UoCTTI; outputs overwritten ----
+  virtual void hog_cells_fwd(const float* x, float* hist, const HogCellShape& s) = 0;
+  virtual void hog_cells_bwd(const float* x, const float* dhist, float* dx,
+                             const HogCellShape& s) = 0;
+  virtual void hog_block_fwd(const float* hist, float* y, const HogBlockShape& s) = 0;
+  virtual void hog_block_bwd(const float* hist, const float* dy, float* dhist,
+                             const HogBlockShape& s) = 0;
+  virtual void hog_uoctti_fwd(const float* hist, float* y, const HogUocttiShape& s) = 0;
+  virtual void hog_uoctti_bwd(const float* hist, const float* dy, float* dhist,
+                              const HogUocttiShape& s) = 0;
 };
 
 // Throws Error when the device is unavailable (with the reason).

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <string>
 
+#include "kernels/hog_shape.h"
 #include "kernels/op_shapes.h"
 
 namespace preimage::kernels {
@@ -135,5 +136,31 @@ inline constexpr int kSearchMaxSegments = 40;
 void search_distances(const float* q, const float* e, float* dist, int nq, int ne, int dim,
                       const int* seg_offsets, int nseg, int version = 0);
 int search_versions();
+
+// ---- up-convolutional decoders (kernels/conv_transpose.cu, kernels/adam.cu; CPU:
+//      engine/cpu/conv_transpose.cpp, engine/cpu/adam.cpp; contracts in engine/cpu/cpu_ops.h) --
+// w (C,O,K,K) as PyTorch's ConvTranspose2d. v1 direct gather (one thread per output / input /
+// weight element); bwd_filter v2 one block per weight element with a shared-memory reduction.
+void conv_transpose_fwd(const float* x, const float* w, const float* b, float* y,
+                        const ConvTransposeShape& s, int version = 0);
+void conv_transpose_bwd_data(const float* dy, const float* w, float* dx,
+                             const ConvTransposeShape& s, int version = 0);
+void conv_transpose_bwd_filter(const float* x, const float* dy, float* dw, float* db,
+                               const ConvTransposeShape& s, bool accumulate, int version = 0);
+int conv_transpose_versions();  // versions of bwd_filter; fwd and bwd_data have one
+void leaky_relu_fwd(const float* x, float* y, size_t count, float slope);
+void leaky_relu_bwd(const float* y, const float* dy, float* dx, size_t count, float slope);
+// Fused Adam step; only the scalars cross (bias corrections computed on the host in double).
+void adam_update(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
+                 float beta2, float eps, long step, float grad_scale);
+
+// ---- HOG / dense SIFT (kernels/hog.cu; CPU: engine/cpu/hog.cpp; contracts in
+//      kernels/hog_shape.h). Gather kernels, outputs overwritten, no atomics. -----------------
+void hog_cells_fwd(const float* x, float* hist, const HogCellShape& s);
+void hog_cells_bwd(const float* x, const float* dhist, float* dx, const HogCellShape& s);
+void hog_block_fwd(const float* hist, float* y, const HogBlockShape& s);
+void hog_block_bwd(const float* hist, const float* dy, float* dhist, const HogBlockShape& s);
+void hog_uoctti_fwd(const float* hist, float* y, const HogUocttiShape& s);
+void hog_uoctti_bwd(const float* hist, const float* dy, float* dhist, const HogUocttiShape& s);
 
 }  // namespace preimage::kernels

@@ -21,6 +21,17 @@ struct PoolShape {
   int wo() const { return (w + 2 * pad - k) / stride + 1; }
 };
 
+// Transposed convolution (PyTorch ConvTranspose2d, groups = dilation = 1): x (N,C,H,W),
+// w (C,O,K,K) → y (N,O,HO,WO), HO = (H−1)·stride − 2·pad + K + out_pad (0 ≤ out_pad < stride).
+struct ConvTransposeShape {
+  int n, c, h, w;   // input
+  int o, k;         // output channels, square kernel
+  int stride, pad;  // same for both axes
+  int out_pad = 0;  // extra rows/columns at the bottom/right of the output
+  int ho() const { return (h - 1) * stride - 2 * pad + k + out_pad; }
+  int wo() const { return (w - 1) * stride - 2 * pad + k + out_pad; }
+};
+
 // Per-channel affine map with a channel permutation (colour order + normalization):
 // y[n,c] = scale[c] * x[n,perm[c]] + shift[c]; c ≤ 8. Passed by value to kernels.
 struct ChannelAffine {

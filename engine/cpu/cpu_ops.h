@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 
+#include "kernels/hog_shape.h"
 #include "kernels/op_shapes.h"
 
 namespace preimage::cpu {
@@ -115,5 +116,42 @@ double alpha_loss_grad(const float* x, float* dx, int planes, size_t plane, floa
 // blocks of entries.
 void search_distances(const float* q, const float* e, float* dist, int nq, int ne, int dim,
                       const int* seg_offsets, int nseg);
+
+// ---- up-convolutional decoders (engine/cpu/conv_transpose.cpp, engine/cpu/adam.cpp; CUDA:
+//      kernels/conv_transpose.cu, kernels/adam.cu) ----------------------------------------
+// Transposed convolution, w (C,O,K,K) as PyTorch's ConvTranspose2d: y = convT(x, w) + b (b may
+// be null); dx = conv(dy, w) (overwritten); dw (C,O,K,K) and db (O) summed over the batch,
+// overwritten or added to when accumulate (db may be null).
+void conv_transpose_fwd(const float* x, const float* w, const float* b, float* y,
+                        const ConvTransposeShape& s);
+void conv_transpose_bwd_data(const float* dy, const float* w, float* dx,
+                             const ConvTransposeShape& s);
+void conv_transpose_bwd_filter(const float* x, const float* dy, float* dw, float* db,
+                               const ConvTransposeShape& s, bool accumulate);
+// Leaky ReLU: y = x > 0 ? x : slope·x (in place allowed); dx = dy · (y > 0 ? 1 : slope)
+// (slope ≥ 0, so y > 0 exactly where x > 0).
+void leaky_relu_fwd(const float* x, float* y, size_t count, float slope);
+void leaky_relu_bwd(const float* y, const float* dy, float* dx, size_t count, float slope);
+// One Adam step (PyTorch's torch.optim.Adam, weight_decay = 0) on n parameters, in place:
+// g' = grad_scale·g; m = β1·m + (1−β1)·g'; v = β2·v + (1−β2)·g'²;
+// p −= lr · (m / (1−β1^t)) / (sqrt(v / (1−β2^t)) + eps), t = step ≥ 1.
+void adam_update(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
+                 float beta2, float eps, long step, float grad_scale);
+
+// ---- HOG / dense SIFT (engine/cpu/hog.cpp; CUDA: kernels/hog.cu; definitions in
+//      kernels/hog_shape.h and docs/descriptors.md). Outputs overwritten. The double overloads
+//      serve the central-difference gradient checks. ---------------------------------------
+void hog_cells_fwd(const float* x, float* hist, const HogCellShape& s);
+void hog_cells_fwd(const double* x, double* hist, const HogCellShape& s);
+void hog_cells_bwd(const float* x, const float* dhist, float* dx, const HogCellShape& s);
+void hog_cells_bwd(const double* x, const double* dhist, double* dx, const HogCellShape& s);
+void hog_block_fwd(const float* hist, float* y, const HogBlockShape& s);
+void hog_block_fwd(const double* hist, double* y, const HogBlockShape& s);
+void hog_block_bwd(const float* hist, const float* dy, float* dhist, const HogBlockShape& s);
+void hog_block_bwd(const double* hist, const double* dy, double* dhist, const HogBlockShape& s);
+void hog_uoctti_fwd(const float* hist, float* y, const HogUocttiShape& s);
+void hog_uoctti_fwd(const double* hist, double* y, const HogUocttiShape& s);
+void hog_uoctti_bwd(const float* hist, const float* dy, float* dhist, const HogUocttiShape& s);
+void hog_uoctti_bwd(const double* hist, const double* dy, double* dhist, const HogUocttiShape& s);
 
 }  // namespace preimage::cpu
