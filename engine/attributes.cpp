@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "engine/backend.h"
+#include "engine/fnv_hash.h"
 #include "engine/h5_util.h"
 #include "preimage/atomic_file.h"
 #include "preimage/error.h"
@@ -29,24 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kFormat = "preimage-attribute-classifier 1";
-
-struct Fnv {
-  uint64_t h = 1469598103934665603ull;
-  void add(const void* p, size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) {
-      h ^= b[i];
-      h *= 1099511628211ull;
-    }
-  }
-  void add(const std::string& s) { add(s.c_str(), s.size() + 1); }
-};
-
-std::string hex64(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
   std::string out;

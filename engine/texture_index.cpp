@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "engine/backend.h"
+#include "engine/fnv_hash.h"
 #include "engine/h5_util.h"
 #include "preimage/atomic_file.h"
 #include "preimage/error.h"
@@ -35,24 +36,6 @@ constexpr const char* kFormat = "preimage-texture-index";
 constexpr int64_t kFormatVersion = 1;
 
 // ---- checksums and float16 ------------------------------------------------------------------
-
-struct Fnv {
-  uint64_t h = 1469598103934665603ull;
-  void add(const void* p, size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) {
-      h ^= b[i];
-      h *= 1099511628211ull;
-    }
-  }
-  void add(const std::string& s) { add(s.c_str(), s.size() + 1); }
-};
-
-std::string hex64(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 std::string entry_checksum(const TextureEntry& e, const unsigned char* bytes, size_t n) {
   Fnv f;
