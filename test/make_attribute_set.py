@@ -16,34 +16,16 @@ background that is a dark shade of it (x 0.05-0.3): hue and brightness vary, the
 "random" draws foreground and background uniformly (much harder for random-feature B-CNNs,
 whose statistics are dominated by colour: ~40% held-out accuracy, see docs/attributes.md);
 "fixed" is white on black.
-Numpy only, with a minimal PNG encoder; files are written under a temporary name and renamed.
+Numpy only (the PNG writer of make_texture_families.py); files are written under a temporary name and renamed.
 """
 import argparse
 import os
-import struct
-import zlib
 
 import numpy as np
 
+from make_texture_families import write_png  # same folder: the atomic 8-bit PNG writer
+
 CLASSES = ["stripes", "dots", "checks", "noise"]
-
-
-def write_png(path, rgb):
-    """rgb: (H, W, 3) float in [0, 1] -> 8-bit RGB PNG."""
-    img = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
-    h, w, _ = img.shape
-    raw = b"".join(b"\x00" + img[y].tobytes() for y in range(h))
-
-    def chunk(tag, data):
-        c = struct.pack(">I", len(data)) + tag + data
-        return c + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-    png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(png)
-    os.replace(tmp, path)
 
 
 def blur(a, sigma):
