@@ -51,6 +51,11 @@ using detail::LineSearchTask;
 using detail::MoreThuente;
 
 constexpr double kStpMax = 1e10;
+// Curvature constant of the line search along projected steepest descent (first iteration, after
+// a reset): no curvature information sizes that step, so it is searched to near the line minimum
+// (|φ'(t)| ≤ 0.1·|φ'(0)|, which also meets the strong Wolfe conditions at c2 = 0.9). Its pair
+// (s, y) then sets γ for the first quasi-Newton step (docs/lbfgs.md).
+constexpr double kC2Steepest = 0.1;
 constexpr int kMaxHistory = 1024;
 constexpr const char* kFormat = "preimage-lbfgs-checkpoint";
 constexpr int64_t kFormatVersion = 1;
@@ -193,9 +198,9 @@ struct Lbfgs::Impl {
   }
 
   // ---- one projected Moré–Thuente line search along d from x_k ----
-  Search line_search(const Objective_fn& fn, double gtd, double t0, double dnorm) {
+  Search line_search(const Objective_fn& fn, double gtd, double t0, double dnorm, bool steepest) {
     ls.ftol = opt.c1;
-    ls.gtol = opt.c2;
+    ls.gtol = steepest ? std::min(opt.c2, kC2Steepest) : opt.c2;
     ls.xtol = opt.xtol;
     ls.stpmin = 0;
     ls.stpmax = std::max(kStpMax, t0);
@@ -314,7 +319,7 @@ struct Lbfgs::Impl {
       }
       double t0 = steepest ? std::min(1.0 / dnorm, kStpMax) : 1.0;
       if (after_rollback) t0 = std::min(t0, 0.5 * nonfinite_len / dnorm);
-      switch (line_search(fn, gtd, t0, dnorm)) {
+      switch (line_search(fn, gtd, t0, dnorm, steepest)) {
         case Search::Accepted:
           ++iteration;
           return StopReason::None;

@@ -10,8 +10,11 @@
 //   lbfgs_scipy_driver PROBLEM solve [--history M] [--max-iter K] [--max-eval E] [--gtol G]
 //                                    [--ftol F] [--device cpu|cuda]
 //       Our side: preimage::Lbfgs on the same problem; prints one JSON line with the result and
-//       f after every iteration (f_history[0] is f(x0)).
-// PROBLEM: rosenbrock<N> | xrosenbrock<N> | powell<N> | bquad<N> | logreg<N> | gatys<S>.
+//       f after every iteration (f_history[0] is f(x0)), the accepted steps, the evaluations of
+//       each line search and, for bounded problems, the number of variables at a bound
+//       (at_bound[0] at x0).
+// PROBLEM: rosenbrock<N> | xrosenbrock<N> | powell<N> | bquad<N> | logreg<N> |
+//          gatys<S>[s<SEED>][p<0|1>] (x0 noise seed, default 2; target pattern, default 0).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -45,10 +48,35 @@ struct Problem {
 
 Problem make_problem(const std::string& name, Device device) {
   Problem p;
-  if (name.rfind("gatys", 0) == 0)
-    p.gatys = test::make_gatys_problem(std::stoi(name.substr(5)), device);
-  else
+  if (name.rfind("gatys", 0) == 0) {
+    // gatys<S>[s<SEED>][p<PATTERN>]: size, x0 noise seed (default 2), target pattern (0 or 1).
+    const std::string bad =
+        "bad gatys problem name '" + name + "' (expected gatys<S>[s<SEED>][p<0|1>])";
+    size_t pos = 5;
+    auto number = [&] {
+      const size_t start = pos;
+      while (pos < name.size() && pos - start < 9 && name[pos] >= '0' && name[pos] <= '9') ++pos;
+      if (pos == start || (pos < name.size() && name[pos] >= '0' && name[pos] <= '9'))
+        throw Error(bad);
+      return std::stoi(name.substr(start, pos - start));
+    };
+    const int size = number();
+    int seed = 2, pattern = 0;
+    while (pos < name.size()) {
+      const char key = name[pos++];
+      const int v = number();
+      if (key == 's')
+        seed = v;
+      else if (key == 'p' && (v == 0 || v == 1))
+        pattern = v;
+      else
+        throw Error(bad);
+    }
+    if (size < 1) throw Error(bad);
+    p.gatys = test::make_gatys_problem(size, device, seed, pattern);
+  } else {
     p.host = test::make_lbfgs_problem(name);
+  }
   return p;
 }
 
@@ -119,7 +147,17 @@ int solve(Problem& p, const LbfgsOptions& o, Device device) {
       return f;
     };
   }
-  std::vector<double> history;
+  std::vector<double> history, steps;
+  std::vector<int> ls_evals;
+  std::vector<int> at_bound;  // variables at a bound, at x0 and after each iteration (bounded)
+  auto count_at_bound = [&] {
+    if (!p.bounded()) return;
+    const std::vector<float> xh = x.to_vector();
+    at_bound.push_back(int(std::count_if(xh.begin(), xh.end(), [&](float v) {
+      return v <= float(p.lower()) || v >= float(p.upper());
+    })));
+  };
+  count_at_bound();
   {
     Tensor g(shape, device);
     history.push_back(fn(x.view(), g.view()));
@@ -127,6 +165,9 @@ int solve(Problem& p, const LbfgsOptions& o, Device device) {
   Lbfgs solver(device, n, o);
   const LbfgsResult r = solver.minimize(x, fn, [&](const IterationInfo& i) {
     history.push_back(i.f);
+    steps.push_back(i.step);
+    ls_evals.push_back(i.line_search_evals);
+    count_at_bound();
     return true;
   });
   std::printf(
@@ -136,6 +177,12 @@ int solve(Problem& p, const LbfgsOptions& o, Device device) {
       r.f, r.iterations, r.evaluations, stop_reason_name(r.reason), json_escape(r.message).c_str(),
       r.gnorm, r.rollbacks, r.skipped_updates);
   for (size_t i = 0; i < history.size(); ++i) std::printf("%s%.17g", i ? ", " : "", history[i]);
+  std::printf("], \"steps\": [");
+  for (size_t i = 0; i < steps.size(); ++i) std::printf("%s%.17g", i ? ", " : "", steps[i]);
+  std::printf("], \"ls_evals\": [");
+  for (size_t i = 0; i < ls_evals.size(); ++i) std::printf("%s%d", i ? ", " : "", ls_evals[i]);
+  std::printf("], \"at_bound\": [");
+  for (size_t i = 0; i < at_bound.size(); ++i) std::printf("%s%d", i ? ", " : "", at_bound[i]);
   std::printf("]}\n");
   return 0;
 }

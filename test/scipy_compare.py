@@ -16,13 +16,17 @@ Rules (docs/lbfgs.md):
   * Final f: where the minimum is 0 (Rosenbrock, extended Powell) both must reach f ≤ ZERO_ABS;
     otherwise |f_ours − f_scipy| ≤ 1e-6 · |f_scipy|.
   * Iterations: |it_ours − it_scipy| ≤ 25 % of it_scipy.
-  * Gatys (64×64, random-feature VGG-19, box [0, 1]): 50 iterations each with every tolerance
-    off (SciPy gtol = ftol = 0, maxiter = 50; ours gtol = ftol = 0, max_iter = 50): our loss
-    after 50 iterations must be ≤ SciPy's. SciPy with its default tolerances is also run and
-    reported: on this objective (f ~ 1e-4, ‖g‖∞ ~ 1e-6) it stops after a few iterations.
+  * Gatys (64×64, random-feature VGG-19, box [0, 1]), six declared instances (x0 seeds 2, 3, 4
+    × two targets: GATYS_SUFFIXES): 50 iterations each with every tolerance off (SciPy gtol =
+    ftol = 0, maxiter = 50; ours gtol = ftol = 0, max_iter = 50). Our loss after 50 iterations
+    must be ≤ SciPy's on at least 4 of the 6, their geometric mean ratio ≤ 0.97, and none more
+    than 5 % above SciPy's (test/gatys_seeds.py runs any other set). SciPy with its default
+    tolerances is also run and reported: on this objective (f ~ 1e-4, ‖g‖∞ ~ 1e-6) it stops
+    after a few iterations.
 Exit status 0 when every check passes.
 """
 import json
+import math
 import subprocess
 import sys
 import time
@@ -38,7 +42,14 @@ ZERO_ABS = 1e-9
 F_REL = 1e-6
 IT_REL = 0.25
 GATYS_ITERS = 50
-GATYS_SLACK = 0.05  # see the gatys check in main()
+# The Gatys gate runs over a declared set of instances (x0 noise seeds 2, 3, 4 × target patterns
+# 0 and 1; gatys<S> is seed 2, pattern 0), not one: after 50 iterations the loss on one instance
+# moves by a few percent with any rounding change (even SciPy's BLAS thread count), so a single
+# instance cannot tell a better solver from a lucky one (docs/lbfgs.md, test/gatys_seeds.py).
+GATYS_SUFFIXES = ["", "s3", "s4", "p1", "s3p1", "s4p1"]
+GATYS_WINS = 4          # ours <= SciPy's on at least this many of the six
+GATYS_GEOMEAN = 0.97    # geometric mean of f_ours / f_SciPy at most this
+GATYS_WORST = 1.05      # and no instance more than 5 % above SciPy's (a tie within the noise)
 
 # rosenbrock<N>: chained (SciPy's rosen), ~5n iterations at m = 10; xrosenbrock<N>: the
 # extended (uncoupled pairs) form of Moré–Garbow–Hillstrom, the usual large-scale test.
@@ -170,22 +181,30 @@ def main():
                             (name, ours["iterations"], sp["iterations"]))
     gat = None
     if not only or gatys in only or "gatys" in only:
-        sp = run_scipy(driver, gatys, 0.0, 0.0, GATYS_ITERS)
+        gat = []
+        for suffix in GATYS_SUFFIXES:
+            inst = gatys + suffix
+            sp = run_scipy(driver, inst, 0.0, 0.0, GATYS_ITERS)
+            ours = run_ours(driver, inst, 0.0, 0.0, GATYS_ITERS)
+            f_sp = sp["history"][min(GATYS_ITERS, len(sp["history"]) - 1)]
+            f_ours = ours["f_history"][min(GATYS_ITERS, len(ours["f_history"]) - 1)]
+            gat.append((inst, ours, sp, f_ours, f_sp))
+            if ours["iterations"] != GATYS_ITERS:
+                failures.append("%s: ours stopped after %d iterations (%s)" %
+                                (inst, ours["iterations"], ours["reason"]))
+            if not f_ours <= f_sp * GATYS_WORST:
+                failures.append("%s: loss after %d iterations %.6g > SciPy's %.6g x %.2f" %
+                                (inst, GATYS_ITERS, f_ours, f_sp, GATYS_WORST))
+        ratios = [r[3] / r[4] for r in gat]
+        wins = sum(q <= 1.0 for q in ratios)
+        geomean = math.exp(sum(math.log(q) for q in ratios) / len(ratios))
+        if wins < GATYS_WINS:
+            failures.append("gatys: ours <= SciPy's on %d of %d instances (need %d)" %
+                            (wins, len(ratios), GATYS_WINS))
+        if not geomean <= GATYS_GEOMEAN:
+            failures.append("gatys: geometric mean of f_ours / f_SciPy %.4f > %.2f" %
+                            (geomean, GATYS_GEOMEAN))
         sp_default = run_scipy(driver, gatys, 1e-5, 2.220446049250313e-09, 15000)
-        ours = run_ours(driver, gatys, 0.0, 0.0, GATYS_ITERS)
-        f_sp = sp["history"][min(GATYS_ITERS, len(sp["history"]) - 1)]
-        f_ours = ours["f_history"][min(GATYS_ITERS, len(ours["f_history"]) - 1)]
-        gat = (ours, sp, sp_default, f_ours, f_sp)
-        # Tolerances off, both run the same algorithm family on a chaotic objective: with equal
-        # bound-free iterates for ~10 iterations, the two drift apart by a few percent either way
-        # (6 seeds of this problem: ours lower on 3). The gate allows GATYS_SLACK above SciPy's
-        # loss; the strict comparison is printed, not hidden.
-        if not (f_ours <= f_sp * (1 + GATYS_SLACK)):
-            failures.append("%s: loss after %d iterations %.6g > SciPy's %.6g x %.2f" %
-                            (gatys, GATYS_ITERS, f_ours, f_sp, 1 + GATYS_SLACK))
-        if ours["iterations"] != GATYS_ITERS:
-            failures.append("%s: ours stopped after %d iterations (%s)" %
-                            (gatys, ours["iterations"], ours["reason"]))
 
     print("| problem | f ours | f SciPy | f rule | it ours | it SciPy | evals ours | evals SciPy "
           "| stop ours | stop SciPy | s ours | s SciPy |")
@@ -193,21 +212,23 @@ def main():
     for r in rows:
         print("| %s | %.6g | %.6g | %s | %d | %d | %d | %d | %s | %s | %.1f | %.1f |" % r)
     if gat:
-        ours, sp, spd, f_ours, f_sp = gat
         print()
-        print("%s, m = %d, %d iterations, tolerances off: f0 %.6g; ours %.6g (%d evaluations, "
-              "%.1f s), SciPy %.6g (%d iterations, %d evaluations, %.1f s: %s)" %
-              (gatys, M, GATYS_ITERS, ours["f_history"][0], f_ours, ours["evaluations"],
-               ours["seconds"], f_sp, sp["iterations"], sp["evaluations"], sp["seconds"],
-               sp["message"]))
+        print("Gatys %s…, m = %d, %d iterations each, tolerances off:" % (gatys, M, GATYS_ITERS))
+        print("| instance | f0 | f ours | f SciPy | ratio | ours <= SciPy | evals ours | evals SciPy "
+              "| it 1 ours | it 1 SciPy | it 10 ours | it 10 SciPy |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for inst, ours, sp, f_ours, f_sp in gat:
+            h, g = ours["f_history"], sp["history"]
+            print("| %s | %.5g | %.5g | %.5g | %.4f | %s | %d | %d | %.4g | %.4g | %.4g | %.4g |" %
+                  (inst, h[0], f_ours, f_sp, f_ours / f_sp, "yes" if f_ours <= f_sp else "no",
+                   ours["evaluations"], sp["evaluations"], h[min(1, len(h) - 1)],
+                   g[min(1, len(g) - 1)], h[min(10, len(h) - 1)], g[min(10, len(g) - 1)]))
+        print("ours <= SciPy's on %d of %d (gate >= %d); geometric mean ratio %.4f (gate <= %.2f); "
+              "worst %.4f (gate <= %.2f)" % (wins, len(ratios), GATYS_WINS, geomean,
+                                            GATYS_GEOMEAN, max(ratios), GATYS_WORST))
         print("SciPy with its default tolerances (gtol 1e-5, ftol 2.2e-9) on %s: f %.6g after "
-              "%d iterations (%s)" % (gatys, spd["f"], spd["iterations"], spd["message"]))
-        print("strict comparison (ours <= SciPy's after %d iterations): %s, ratio %.4f" %
-              (GATYS_ITERS, "met" if f_ours <= f_sp else "NOT met", f_ours / f_sp))
-        for k in (1, 5, 10, 20, 30, 40, 50):
-            if k < len(ours["f_history"]) and k < len(sp["history"]):
-                print("  iteration %2d: ours %.6g  SciPy %.6g" %
-                      (k, ours["f_history"][k], sp["history"][k]))
+              "%d iterations (%s)" % (gatys, sp_default["f"], sp_default["iterations"],
+                                      sp_default["message"]))
     if failures:
         print("\nFAILED:\n  " + "\n  ".join(failures))
         return 1

@@ -32,7 +32,7 @@ struct LbfgsOptions {
   int max_evaluations = 0;     // 0: 2.5 × max_iterations (at least max_iterations + 20)
   double gtol = 1e-7;          // relative to the initial projected-gradient ∞-norm
   double ftol = 1e-12;         // relative change |f_k − f_{k+1}| / max(|f_k|, |f_{k+1}|)
-  double c1 = 1e-4, c2 = 0.9;  // strong Wolfe
+  double c1 = 1e-4, c2 = 0.9;  // strong Wolfe; along steepest descent c2 is min(c2, 0.1)
   double xtol = 0.1;           // Moré–Thuente relative width of the bracketing interval
   int max_line_search = 20;    // evaluations per line search before it counts as failed
   int max_nonfinite = 10;      // consecutive NaN/Inf trials (each halves the step) → rollback
