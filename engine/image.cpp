@@ -125,18 +125,27 @@ int parse_positive(const std::string& s, int* value) {
 
 namespace {
 
-// Debian's stb_image 2.27 trusts the 16 code counts of a JPEG DHT segment: a table whose counts
-// sum past 256 makes stbi__build_huffman and the value loop write past its 257-entry arrays
-// (found by fuzz/fuzz_image; upstream checks this since 2.28). Every table of every DHT segment,
-// before and between scans, is checked here before stb sees the file. Conservative: a table
-// header that runs past its segment is still checked, with bytes past the end read as stb does
-// (0).
-bool jpeg_huffman_tables_ok(const unsigned char* p, size_t n) {
+// Debian's stb_image 2.27 trusts a JPEG's Huffman tables (found by fuzz/fuzz_image; upstream
+// checks both since 2.28):
+// - the 16 code counts of a DHT table: counts summing past 256 make stbi__build_huffman and the
+//   value loop write past its 257-entry arrays;
+// - that a scan only uses tables some DHT defined: stb's tables live in uninitialized heap, so a
+//   scan naming an undefined one makes stbi__jpeg_huff_decode index `values` with garbage (an
+//   out-of-bounds read). Which tables a scan uses follows stb: a baseline scan its components'
+//   DC and AC tables, a progressive first DC scan (Ss = 0, Ah = 0) the DC tables, a progressive
+//   AC scan (Ss > 0) the AC tables, a DC refinement scan none.
+// Every segment before and between scans is checked here before stb sees the file. Conservative:
+// a table header that runs past its segment is still checked, with bytes past the end read as
+// stb does (0). Returns nullptr when the file is fine (or not a JPEG), else what is wrong.
+const char* jpeg_huffman_problem(const unsigned char* p, size_t n) {
+  const auto at = [&](size_t k) -> unsigned { return k < n ? p[k] : 0; };
   // stb takes any run of 0xFF bytes before the SOI marker (0xFF 0xD8), as between markers.
   size_t i = 0;
   while (i < n && p[i] == 0xFF) ++i;
-  if (i == 0 || i >= n || p[i] != 0xD8) return true;  // not a JPEG
+  if (i == 0 || i >= n || p[i] != 0xD8) return nullptr;  // not a JPEG
   ++i;
+  bool defined[2][4] = {};  // [DC = 0, AC = 1][table id]
+  bool progressive = false;
   while (i + 1 < n) {
     if (p[i] != 0xFF) {  // entropy-coded data
       ++i;
@@ -151,21 +160,53 @@ bool jpeg_huffman_tables_ok(const unsigned char* p, size_t n) {
       i += 2;
       continue;
     }
-    if (m == 0xD9) return true;  // EOI
-    if (i + 3 >= n) return true;
+    if (m == 0xD9) return nullptr;  // EOI
+    if (i + 3 >= n) return nullptr;
     const size_t len = size_t(p[i + 2]) << 8 | p[i + 3];
+    const size_t end = i + 2 + len;
+    if (m == 0xC2) progressive = true;
     if (m == 0xC4) {
-      const size_t end = i + 2 + len;
       for (size_t q = i + 4; q < end && q < n;) {
         size_t total = 0;
-        for (size_t k = 1; k <= 16; ++k) total += q + k < n ? p[q + k] : 0;
-        if (total > 256) return false;
+        for (size_t k = 1; k <= 16; ++k) total += at(q + k);
+        if (total > 256) return "a Huffman table lists more than 256 codes";
+        const unsigned tc = p[q] >> 4, th = p[q] & 15;
+        if (tc <= 1 && th <= 3) defined[tc][th] = true;  // stb refuses other ids itself
         q += 17 + total;
+      }
+    }
+    if (m == 0xDA) {  // SOS: Ns, Ns × (Cs, Td:Ta), Ss, Se, Ah:Al
+      const unsigned ns = at(i + 4);
+      const unsigned ss = at(i + 5 + 2 * ns), ah = at(i + 7 + 2 * ns) >> 4;
+      const bool dc = !progressive || (ss == 0 && ah == 0);
+      const bool ac = !progressive || ss > 0;
+      for (unsigned c = 0; c < ns && c < 4; ++c) {
+        const unsigned t = at(i + 6 + 2 * c);
+        if ((dc && (t >> 4) <= 3 && !defined[0][t >> 4]) ||
+            (ac && (t & 15) <= 3 && !defined[1][t & 15]))
+          return "a scan uses a Huffman table that no DHT segment defined";
       }
     }
     i += 2 + std::max<size_t>(len, 2);
   }
-  return true;
+  return nullptr;
+}
+
+// stb_image 2.27 grows its IDAT buffer to whatever a chunk header declares (up to 2^30 bytes per
+// chunk, doubling) before it finds the file too short: an 80-byte PNG asked for 2 GiB
+// (fuzz/fuzz_image). Every chunk up to IEND must fit in the file. Returns nullptr when the file
+// is fine (or not a PNG), else what is wrong.
+const char* png_chunk_problem(const unsigned char* p, size_t n) {
+  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  if (n < 8 || std::memcmp(p, sig, 8) != 0) return nullptr;
+  for (size_t i = 8; i + 8 <= n;) {
+    const size_t len =
+        size_t(p[i]) << 24 | size_t(p[i + 1]) << 16 | size_t(p[i + 2]) << 8 | p[i + 3];
+    if (len > n - i - 8) return "a chunk declares more bytes than the file holds";
+    if (std::memcmp(p + i + 4, "IEND", 4) == 0) break;
+    i += 12 + len;
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -178,8 +219,10 @@ Tensor load_image(const std::string& path, const ImageLimits& limits) {
   const auto* data = bytes.data();
   const int len = int(bytes.size());
   int w = 0, h = 0, comp = 0;
-  if (!jpeg_huffman_tables_ok(data, bytes.size()))
-    throw Error(ctx + ": corrupt JPEG (a Huffman table lists more than 256 codes)");
+  if (const char* why = jpeg_huffman_problem(data, bytes.size()))
+    throw Error(ctx + ": corrupt JPEG (" + why + ")");
+  if (const char* why = png_chunk_problem(data, bytes.size()))
+    throw Error(ctx + ": corrupt PNG (" + why + ")");
   if (!stbi_info_from_memory(data, len, &w, &h, &comp))
     throw Error(ctx + ": not a PNG, JPEG or BMP image, or corrupt (" + stb_reason() + ")");
   if (w <= 0 || h <= 0) throw Error(ctx + ": header gives an empty image");

@@ -7,9 +7,9 @@ Each artifact (crash-, leak-, timeout-, oom-, slow-unit-) is replayed once with 
 first stack frame of the report that is not the sanitizer runtime, libFuzzer or libc decides:
 a frame in libhdf5 is a third-party finding (HDF5 1.10.8 trusts corrupt metadata in places:
 docs/reliability.md), anything else (the engine, stb_image compiled into it, the harness) is
-ours, except the one known stb_image 2.27 read (KNOWN_STB, classified stb). A report
-without any frame (e.g. an OOM of the whole process) counts as ours. Prints one
-line per artifact; exit status 1 when any finding is ours.
+ours (engine/image.cpp pre-checks what stb_image 2.27 does not). A report without any
+frame (e.g. an OOM of the whole process) counts as ours. Prints one line per artifact; exit
+status 1 when any finding is ours.
 """
 import os
 import re
@@ -21,10 +21,6 @@ SKIP = re.compile(r"__interceptor_|__asan|__sanitizer|__lsan|__ubsan|fuzzer::|li
                   r"\bmem(set|cpy|move|cmp)\b|sysdeps/|operator new|__libc_|libc\.so|libstdc\+\+|"
                   r"libgcc_s|AlarmCallback|CrashCallback|StaticAlarmCallback|"
                   r"\(linux-vdso|<unknown module>|\?\?")
-# Known and not fixable from the engine: Debian's stb_image 2.27 indexes a Huffman table's values
-# with an unchecked symbol id for codes an incomplete table does not hold (an out-of-bounds read,
-# checked upstream since 2.28). docs/reliability.md.
-KNOWN_STB = re.compile(r"stbi__jpeg_huff_decode")
 FRAME = re.compile(r"^\s+#\d+ 0x[0-9a-f]+ (?:in )?(.*)$")
 
 
@@ -60,8 +56,6 @@ def classify(binary, artifact):
         summary = next((l for l in report.splitlines() if l.startswith("SUMMARY")), "")
         if "libhdf5" in where:
             return "hdf5", where[:120] + " | " + summary[:120]
-        if KNOWN_STB.search(where):
-            return "stb", where[:120] + " | " + summary[:120]
         return "ours", where[:160] + " | " + summary[:120]
     return "ours", "no stack frame in the report: " + report[:200].replace("\n", " ")
 
