@@ -222,7 +222,7 @@ Tensor load_image(const std::string& path, const ImageLimits& limits) {
   if (const char* why = jpeg_huffman_problem(data, bytes.size()))
     throw Error(ctx + ": corrupt JPEG (" + why + ")");
   if (const char* why = png_chunk_problem(data, bytes.size()))
-    throw Error(ctx + ": corrupt PNG (" + why + ")");
+    throw Error(ctx + ": corrupt or truncated PNG (" + why + ")");
   if (!stbi_info_from_memory(data, len, &w, &h, &comp))
     throw Error(ctx + ": not a PNG, JPEG or BMP image, or corrupt (" + stb_reason() + ")");
   if (w <= 0 || h <= 0) throw Error(ctx + ": header gives an empty image");
