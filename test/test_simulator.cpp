@@ -214,12 +214,14 @@ __global__ void barrier_votes(int* out) {
 
 __global__ void noop_kernel() {}
 
+// One output row per block: two blocks writing the same address race (ThreadSanitizer saw it
+// between the simulator's worker threads), even with equal values.
 __global__ void read_dynamic_shared(float* out_f, int* out_i, int n) {
   PREIMAGE_DYNAMIC_SHARED(float, smem);
   const int t = threadIdx.x;
   if (t < n) {
-    out_f[t] = smem[t];
-    out_i[t] = reinterpret_cast<int*>(smem)[t];
+    out_f[blockIdx.x * n + t] = smem[t];
+    out_i[blockIdx.x * n + t] = reinterpret_cast<int*>(smem)[t];
   }
 }
 
@@ -526,12 +528,12 @@ TEST_CASE("invalid launch configurations throw", "[simulator]") {
 
 TEST_CASE("dynamic shared memory is poisoned before each block", "[simulator]") {
   const int n = 96;
-  DeviceBuffer<float> out_f(n);
-  DeviceBuffer<int> out_i(n);
+  DeviceBuffer<float> out_f(2 * n);
+  DeviceBuffer<int> out_i(2 * n);
   launch(read_dynamic_shared, 2, n, n * sizeof(float), nullptr, out_f.get(), out_i.get(), n);
   const auto f = out_f.download();
   const auto i = out_i.download();
-  for (int t = 0; t < n; ++t) {
+  for (int t = 0; t < 2 * n; ++t) {  // both blocks
     CHECK(std::isnan(f[t]));
     CHECK(i[t] == -1);
   }
