@@ -326,21 +326,6 @@ Loaded load_classifier(Options& o) {
   return l;
 }
 
-// Prior terms as the other subcommands weigh them: per-value means.
-void add_priors(Objective& obj, const Options& o, int h, int w) {
-  const float per_value = 1.f / (3.f * float(h) * float(w));
-  if (o.tv > 0) {
-    auto t = make_tv_term(o.tv_beta, o.tv * per_value);
-    t->label = "tv";
-    obj.add(std::move(t));
-  }
-  if (o.alpha_weight > 0) {
-    auto t = make_alpha_term(o.alpha, o.alpha_weight * per_value);
-    t->label = "alpha";
-    obj.add(std::move(t));
-  }
-}
-
 // Starts a fresh output (one per rendered attribute) in the same session.
 void reset_run(Session& s, const std::string& out) {
   s.opt.out = out;

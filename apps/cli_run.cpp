@@ -695,4 +695,21 @@ double relative_error(const View& a, const View& b) {
   return std::sqrt(num / std::max(den, 1e-300));
 }
 
+// Adds the image priors requested by --tv / --alpha-weight for an h×w image. The engine's priors
+// are raw sums over pixels and channels; the flags weigh their means (Mahendran & Vedaldi
+// normalize by the image size too), so that a weight means the same at every --size and octave.
+void add_priors(Objective& obj, const Options& o, int h, int w) {
+  const float per_value = 1.f / (3.f * float(h) * float(w));
+  if (o.tv > 0) {
+    auto t = make_tv_term(o.tv_beta, o.tv * per_value);
+    t->label = "tv";
+    obj.add(std::move(t));
+  }
+  if (o.alpha_weight > 0) {
+    auto t = make_alpha_term(o.alpha, o.alpha_weight * per_value);
+    t->label = "alpha";
+    obj.add(std::move(t));
+  }
+}
+
 }  // namespace preimage::cli

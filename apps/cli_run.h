@@ -57,6 +57,9 @@ void announce(Session& s);
 // Loads an image as RGB [0,1] on the host (errors name the flag and the file), at its own size.
 Tensor load_rgb(const std::string& path, const std::string& flag);
 // The output size for an image of size (h, w) under --size (unchanged without --size).
+// --tv / --alpha-weight priors for an h×w image, weighted as per-value means.
+void add_priors(Objective& obj, const Options& o, int h, int w);
+
 std::pair<int, int> target_size(int h, int w, const Options& opt);
 // Octave sizes from coarse to fine ending at (h, w).
 std::vector<std::pair<int, int>> octave_sizes(int h, int w, const Options& opt);
