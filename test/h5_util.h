@@ -1,9 +1,6 @@
 // Helpers for the I/O tests: reading reference tensors through the engine's HDF5 layer, the
-// PREIMAGE_TEST_DATA directory, and self-removing temporary directories.
+// PREIMAGE_TEST_DATA directory, byte files; TempDir (test/temp_dir.h).
 #pragma once
-#include <unistd.h>
-
-#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +10,7 @@
 
 #include "engine/h5_util.h"
 #include "preimage/tensor.h"
+#include "test/temp_dir.h"
 
 namespace preimage::test {
 
@@ -33,37 +31,6 @@ inline Tensor read_tensor(const h5::File& f, const std::string& path) {
 inline std::vector<double> read_doubles(const h5::File& f, const std::string& path) {
   return f.read_vector<double>(path);
 }
-
-// A fresh directory under the system temp dir, removed with its contents on destruction.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("preimage_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-  // Names of the entries in the directory (to look for stray temporary files).
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& e : std::filesystem::directory_iterator(path_))
-      names.push_back(e.path().filename().string());
-    return names;
-  }
-
- private:
-  std::filesystem::path path_;
-};
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));

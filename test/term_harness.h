@@ -18,6 +18,7 @@
 
 #include "preimage/error.h"
 #include "preimage/objective.h"
+#include "test/temp_dir.h"
 #include "test/test_util.h"
 
 namespace preimage::test {
@@ -98,26 +99,6 @@ inline std::filesystem::path source_dir() {
   if (const char* s = std::getenv("PREIMAGE_SOURCE_DIR")) return s;
   return std::filesystem::path(__FILE__).parent_path().parent_path();
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string templ =
-        (std::filesystem::temp_directory_path() / "preimage_texref.XXXXXX").string();
-    if (!mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 inline void write_floats(const std::filesystem::path& p, const std::vector<float>& v) {
   std::ofstream o(p, std::ios::binary);

@@ -17,36 +17,19 @@
 #include "preimage/objective.h"
 #include "preimage/weights.h"
 #include "test/h5_util.h"
+#include "test/term_harness.h"
 #include "test/test_util.h"
 
 using namespace preimage;
+using preimage::test::central_differences;
 using preimage::test::max_rel_error;
 using preimage::test::random_vector;
 using preimage::test::TempDir;
+using preimage::test::to_double;
 
 namespace {
 
 const Device kDevices[] = {Device::CPU, Device::CUDA};
-
-std::vector<double> to_double(const std::vector<float>& v) {
-  return std::vector<double>(v.begin(), v.end());
-}
-
-// Central differences (step h) of f at every coordinate of x.
-std::vector<double> central_differences(
-    std::vector<double> x, double h, const std::function<double(const std::vector<double>&)>& f) {
-  std::vector<double> g(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double keep = x[i];
-    x[i] = keep + h;
-    const double fp = f(x);
-    x[i] = keep - h;
-    const double fm = f(x);
-    x[i] = keep;
-    g[i] = (fp - fm) / (2 * h);
-  }
-  return g;
-}
 
 // Double reference of the training objective: mean cross-entropy + λ/2‖W‖².
 double ref_loss(const std::vector<double>& th, const std::vector<float>& x,

@@ -19,25 +19,12 @@
 #include "preimage/error.h"
 #include "preimage/image.h"
 #include "preimage/texture_index.h"
+#include "test/temp_dir.h"
 
 using namespace preimage;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("preimage_" + name + "_" + std::to_string(getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
-};
 
 const char* kFamilies[] = {"stripes", "checker", "dots", "noise", "rings"};
 
@@ -102,7 +89,7 @@ Tensor family_texture(int family, std::mt19937_64& rng, int size = 64) {
 }
 
 // Writes families × variants PNGs into dir; returns the paths in order.
-std::vector<std::string> write_families(const TempDir& dir, int variants, uint64_t seed,
+std::vector<std::string> write_families(const test::TempDir& dir, int variants, uint64_t seed,
                                         const std::string& prefix = "") {
   std::mt19937_64 rng(seed);
   std::vector<std::string> paths;
@@ -110,7 +97,7 @@ std::vector<std::string> write_families(const TempDir& dir, int variants, uint64
     for (int v = 0; v < variants; ++v) {
       char name[64];
       std::snprintf(name, sizeof name, "%s%s_%03d.png", prefix.c_str(), kFamilies[f], v);
-      paths.push_back(dir / name);
+      paths.push_back(dir.file(name));
       save_png(family_texture(f, rng).view(), paths.back());
     }
   return paths;
@@ -226,9 +213,9 @@ TEST_CASE("search: generated texture families, top-5 from the own family, self f
   // 5 families × 12 variants (the issue's example is 20; 12 keeps the suite fast on 2 cores and
   // test_index_cli.py runs another set end to end).
   constexpr int kVariants = 12, kImages = 5 * kVariants;
-  TempDir dir("search_families");
+  test::TempDir dir;
   const auto paths = write_families(dir, kVariants, 11);
-  const std::string idx_path = dir / "idx.h5";
+  const std::string idx_path = dir.file("idx.h5");
   IndexUpdateReport r = build_texture_index(paths, small_settings(), idx_path, Device::CPU);
   REQUIRE(r.added == size_t(kImages));
   REQUIRE(r.skipped.empty());
@@ -294,10 +281,10 @@ TEST_CASE("search: generated texture families, top-5 from the own family, self f
 
 TEST_CASE("search: add appends, keeps old entries, replaces changed images, float16 index",
           "[search]") {
-  TempDir dir("search_add");
+  test::TempDir dir;
   const auto paths = write_families(dir, 3, 5);  // 15 images
   const std::vector<std::string> first(paths.begin(), paths.begin() + 9);
-  const std::string idx_path = dir / "idx.h5";
+  const std::string idx_path = dir.file("idx.h5");
   build_texture_index(first, small_settings(), idx_path, Device::CPU);
   const TextureIndex before = TextureIndex::open(idx_path);
   REQUIRE(before.size() == 9);
@@ -325,7 +312,7 @@ TEST_CASE("search: add appends, keeps old entries, replaces changed images, floa
   CHECK(replaced.entries()[0].checksum != before.entries()[0].checksum);
 
   // An unreadable file is skipped and reported, the rest indexed.
-  const std::string bad = dir / "broken.png";
+  const std::string bad = dir.file("broken.png");
   std::ofstream(bad) << "not a png";
   r = add_to_texture_index(idx_path, {bad}, Device::CPU);
   REQUIRE(r.skipped.size() == 1);
@@ -334,7 +321,7 @@ TEST_CASE("search: add appends, keeps old entries, replaces changed images, floa
   // float16: half the bytes, distances within float16 rounding of the float32 index.
   TextureIndexSettings hs = small_settings();
   hs.half = true;
-  const std::string half_path = dir / "half.h5";
+  const std::string half_path = dir.file("half.h5");
   build_texture_index(paths, hs, half_path, Device::CPU);
   const TextureIndex half = TextureIndex::open(half_path);
   const TextureIndex full = TextureIndex::open(idx_path);
@@ -358,20 +345,20 @@ TEST_CASE("search: add appends, keeps old entries, replaces changed images, floa
 }
 
 TEST_CASE("search: corrupt index files and mismatched layers give clear errors", "[search]") {
-  TempDir dir("search_errors");
+  test::TempDir dir;
   const auto paths = write_families(dir, 1, 2);
-  const std::string idx_path = dir / "idx.h5";
+  const std::string idx_path = dir.file("idx.h5");
   build_texture_index(paths, small_settings(), idx_path, Device::CPU);
 
   // Not HDF5 at all.
-  const std::string junk = dir / "junk.h5";
+  const std::string junk = dir.file("junk.h5");
   std::ofstream(junk) << "this is not an index";
   std::string e = error_of([&] { TextureIndex::open(junk); });
   CHECK(e.find("junk.h5") != std::string::npos);
   CHECK(e.find("not an HDF5 file") != std::string::npos);
 
   // Truncated.
-  const std::string cut = dir / "cut.h5";
+  const std::string cut = dir.file("cut.h5");
   fs::copy_file(idx_path, cut);
   fs::resize_file(cut, fs::file_size(cut) / 2);
   e = error_of([&] { TextureIndex::open(cut); });
@@ -379,19 +366,19 @@ TEST_CASE("search: corrupt index files and mismatched layers give clear errors",
   CHECK(!e.empty());
 
   // Missing file.
-  e = error_of([&] { TextureIndex::open(dir / "missing.h5"); });
+  e = error_of([&] { TextureIndex::open(dir.file("missing.h5")); });
   CHECK(e.find("no such file") != std::string::npos);
 
   // An HDF5 file that is not an index (a weights file, say).
   {
-    hid_t f = H5Fcreate((dir / "other.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t f = H5Fcreate((dir.file("other.h5")).c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5Fclose(f);
   }
-  e = error_of([&] { TextureIndex::open(dir / "other.h5"); });
+  e = error_of([&] { TextureIndex::open(dir.file("other.h5")); });
   CHECK(e.find("not a preimage texture index") != std::string::npos);
 
   // Flipped bytes inside an entry: opens, verify names the entry.
-  const std::string flipped = dir / "flipped.h5";
+  const std::string flipped = dir.file("flipped.h5");
   fs::copy_file(idx_path, flipped);
   {
     hid_t f = H5Fopen(flipped.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
@@ -426,13 +413,14 @@ TEST_CASE("search: corrupt index files and mismatched layers give clear errors",
   // Unknown layer at build time.
   TextureIndexSettings s = small_settings();
   s.layers = {"pool1", "pool9"};
-  e = error_of([&] { build_texture_index(paths, s, dir / "x.h5", Device::CPU); });
+  e = error_of([&] { build_texture_index(paths, s, dir.file("x.h5"), Device::CPU); });
   CHECK(e.find("pool9") != std::string::npos);
-  CHECK(!fs::exists(dir / "x.h5"));
+  CHECK(!fs::exists(dir.file("x.h5")));
 
   // Nothing readable: error, no file.
-  e = error_of(
-      [&] { build_texture_index({dir / "junk.h5"}, small_settings(), dir / "y.h5", Device::CPU); });
+  e = error_of([&] {
+    build_texture_index({dir.file("junk.h5")}, small_settings(), dir.file("y.h5"), Device::CPU);
+  });
   CHECK(e.find("no readable image") != std::string::npos);
-  CHECK(!fs::exists(dir / "y.h5"));
+  CHECK(!fs::exists(dir.file("y.h5")));
 }
