@@ -22,6 +22,7 @@
 #include "cli_index.h"
 #include "preimage/device.h"
 #include "preimage/error.h"
+#include "preimage/hdf5_probe.h"
 #include "preimage/image.h"
 #include "preimage/network.h"
 #include "preimage/weights.h"
@@ -131,6 +132,9 @@ int main(int argc, char** argv) {
   // Past a file-size limit (RLIMIT_FSIZE) write() then fails with EFBIG, which the atomic writers
   // report and clean up, instead of SIGXFSZ killing the process mid-file.
   std::signal(SIGXFSZ, SIG_IGN);
+  // HDF5 inputs come from anywhere: each is walked in a child process first, so that a crash
+  // inside HDF5 1.10.8 on a crafted file becomes an error naming it (preimage/hdf5_probe.h).
+  set_hdf5_probe(true);
   if (argc < 2) {
     usage();
     return 2;

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "engine/backend.h"
+#include "engine/h5_util.h"
 #include "preimage/error.h"
 
 namespace preimage {
@@ -36,6 +37,7 @@ Device resolve_device(std::string_view spec) {
 
 Backend& backend(Device d) {
   if (d == Device::CPU) return *cpu_backend_instance();
+  if (h5::rehearsing()) h5::end_rehearsal();  // no device work in a forked probe child
   std::string reason;
   Backend* b = cuda_backend(&reason);
   require(b != nullptr, "CUDA backend unavailable: " + reason);

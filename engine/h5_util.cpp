@@ -4,17 +4,26 @@
 #include "engine/h5_util.h"
 
 #include <fcntl.h>
+#include <omp.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "preimage/error.h"
+#include "preimage/hdf5_probe.h"
+
+extern "C" void openblas_set_num_threads(int num_threads);  // OpenBLAS, linked by the engine
 
 namespace preimage::h5 {
 namespace {
@@ -316,6 +325,88 @@ static std::string corrupt_global_heap(const std::string& path) {
   return why;
 }
 
+// ---- rehearsal in a child process (preimage/hdf5_probe.h) -------------------------------------
+// With the probe on, File::open forks. The child is an exact copy of this process at that moment,
+// so it returns from open() and runs the caller's own loader on the file — the same calls, from
+// the same memory state, hence the same crash if HDF5 crashes (a wild read through a corrupt heap
+// ID depends on what lies in memory, so only the same code from the same state reproduces it).
+// When that File closes or is destroyed (normal end, or unwinding from an Error), the child
+// reports "done" through a pipe and exits. The parent waits, then reads the file itself, or
+// throws naming the file when the child died. The child writes nothing (stdout/stderr go to
+// /dev/null, no core file) and probes no further files.
+static std::atomic<bool> g_probe{false};
+static int g_rehearsal_fd = -1;  // in a rehearsing child: the pipe's write end
+
+bool rehearsing() {
+  return g_rehearsal_fd >= 0;
+}
+
+void end_rehearsal() {
+  const char done = 'k';
+  const ssize_t w = ::write(g_rehearsal_fd, &done, 1);
+  ::_exit(w == 1 ? 0 : 3);
+}
+
+// Forks. Child: returns true (go on and rehearse). Parent: returns false once the child has
+// finished its rehearsal, or throws Error("<context>: ...") when the child died. When fork or
+// pipe fails, returns false (the file is read unprotected).
+static bool fork_rehearsal(const std::string& context) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return false;
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return false;
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    g_rehearsal_fd = fds[1];
+    g_probe.store(false);
+    // OpenMP's (and OpenMP-built OpenBLAS's) worker threads did not survive the fork: a
+    // parallel region sized for them would wait for them forever (the decoder loader fills
+    // tensors in parallel). One thread runs every region inline.
+    omp_set_num_threads(1);
+    openblas_set_num_threads(1);
+    const rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    if (devnull >= 0) {
+      ::dup2(devnull, 1);
+      ::dup2(devnull, 2);
+    }
+    return true;
+  }
+  ::close(fds[1]);
+  char c = 0;
+  ssize_t r;
+  do r = ::read(fds[0], &c, 1);
+  while (r < 0 && errno == EINTR);
+  ::close(fds[0]);
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (r == 1 && c == 'k' && WIFEXITED(st) && WEXITSTATUS(st) == 0) return false;
+  if (WIFSIGNALED(st)) {
+    const int sig = WTERMSIG(st);
+    // Stopped from outside (Ctrl-C reaches the whole process group, the OOM killer, kill):
+    // says nothing about the file; this process reads it itself and meets its own signals.
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT || sig == SIGKILL)
+      return false;
+  }
+  std::string how;
+  if (WIFSIGNALED(st)) {
+    const char* name = sigabbrev_np(WTERMSIG(st));
+    how = name ? std::string("signal SIG") + name : "signal " + std::to_string(WTERMSIG(st));
+  } else {
+    // A sanitizer's exit after its report (the status, not a signal).
+    how = "exit status " + std::to_string(WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+  }
+  throw Error(context + ": corrupt HDF5 file: the HDF5 library crashed reading it (" + how +
+              " in a probe process; docs/reliability.md)");
+}
+
 // ---- File -----------------------------------------------------------------------------------
 
 File File::open(const std::string& path, const std::string& context) {
@@ -331,6 +422,22 @@ File File::open(const std::string& path, const std::string& context) {
   if (H5Fis_hdf5(path.c_str()) <= 0) throw Error(context + ": not an HDF5 file or truncated");
   const std::string heap = corrupt_global_heap(path);
   if (!heap.empty()) throw Error(context + ": corrupt HDF5 file (" + heap + ")");
+  if (g_probe.load() && fork_rehearsal(context)) {
+    // The rehearsing child: the caller's loader goes on with this File; any failure to open
+    // ends the rehearsal here (the parent then meets it itself).
+    try {
+      File f = open_hdf5(path, context);
+      f.rehearsal_ = true;
+      return f;
+    } catch (...) {
+      end_rehearsal();
+    }
+  }
+  return open_hdf5(path, context);
+}
+
+File File::open_hdf5(const std::string& path, const std::string& context) {
+  Quiet q;
   Id fapl(H5Pcreate(H5P_FILE_ACCESS));
   // Readers never need HDF5's advisory locks (outputs are written to temporary names and
   // renamed); locks fail on some network and read-only filesystems.
@@ -356,7 +463,29 @@ File File::create(const std::string& path, const std::string& context) {
   return File(std::move(f), path, context);
 }
 
+File::File(File&& o) noexcept
+    : file_(std::move(o.file_)),
+      path_(std::move(o.path_)),
+      context_(std::move(o.context_)),
+      rehearsal_(std::exchange(o.rehearsal_, false)) {}
+
+File& File::operator=(File&& o) noexcept {
+  if (this != &o) {
+    if (rehearsal_) end_rehearsal();
+    file_ = std::move(o.file_);
+    path_ = std::move(o.path_);
+    context_ = std::move(o.context_);
+    rehearsal_ = std::exchange(o.rehearsal_, false);
+  }
+  return *this;
+}
+
+File::~File() {
+  if (rehearsal_) end_rehearsal();
+}
+
 void File::close() {
+  if (rehearsal_) end_rehearsal();
   Quiet q;
   if (!file_.valid()) return;
   if (H5Fflush(file_.get(), H5F_SCOPE_LOCAL) < 0) {
@@ -790,3 +919,15 @@ void File::write_attr_int64s(const std::string& obj, const std::string& name,
 }
 
 }  // namespace preimage::h5
+
+namespace preimage {
+
+void set_hdf5_probe(bool on) {
+  h5::g_probe.store(on);
+}
+
+bool hdf5_probe_enabled() {
+  return h5::g_probe.load();
+}
+
+}  // namespace preimage

@@ -61,13 +61,19 @@ class File {
   // Opens read-only. context names the file in every message, e.g. "weights file 'a.h5'".
   // Missing file → "<context>: no such file"; not HDF5 or truncated → "<context>: not an HDF5
   // file or truncated".
+  // With preimage::set_hdf5_probe(true), the caller's reading is first rehearsed in a forked
+  // child (h5_util.cpp), and a crash there throws "<context>: corrupt HDF5 file: the HDF5
+  // library crashed reading it (...)".
   static File open(const std::string& path, const std::string& context);
   // Creates (truncating) a file for writing.
   static File create(const std::string& path, const std::string& context);
 
   File() = default;
-  File(File&&) noexcept = default;
-  File& operator=(File&&) noexcept = default;
+  File(File&& o) noexcept;
+  File& operator=(File&& o) noexcept;
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+  ~File();
 
   const std::string& path() const { return path_; }
   const std::string& context() const { return context_; }
@@ -155,6 +161,7 @@ class File {
  private:
   File(Id file, std::string path, std::string context)
       : file_(std::move(file)), path_(std::move(path)), context_(std::move(context)) {}
+  static File open_hdf5(const std::string& path, const std::string& context);
   void read_numeric(const std::string& path, hid_t mem_type, void* out, size_t count) const;
   void write_numeric(const std::string& path, hid_t mem_type, const void* data, const Dims& shape);
   Id open_object(const std::string& obj) const;
@@ -167,7 +174,15 @@ class File {
   Id file_;
   std::string path_;
   std::string context_;
+  bool rehearsal_ = false;  // in a probe child: closing this File ends the child (h5_util.cpp)
 };
+
+// In a probe child rehearsing a read (preimage/hdf5_probe.h): whether this process is one, and
+// ending it ("done": the caller got past every HDF5 read it makes before this point). The CUDA
+// dispatch point ends the rehearsal: device work is not for a forked child (the simulator's
+// workers and a real CUDA context do not survive fork).
+bool rehearsing();
+[[noreturn]] void end_rehearsal();
 
 // The innermost message of HDF5's current error stack ("" when empty), e.g. "No space left on
 // device" or "truncated file". Call right after the failing HDF5 call.

@@ -677,6 +677,7 @@ void Lbfgs::Impl::load(const std::string& path, Tensor& x) {
   }
 
   // Everything read and checked: commit.
+  file.close();
   opt = o;
   started = st;
   xshape = saved_shape;

@@ -35,6 +35,8 @@ WORK = os.path.abspath(sys.argv[2])
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BRICK = os.path.join(ROOT, "examples", "brick.png")
 GRAVEL = os.path.join(ROOT, "examples", "gravel.png")
+# Files on which HDF5 1.10.8 itself segfaults (test/data/fuzz/hdf5_crash/, docs/reliability.md).
+HDF5_CRASH = os.path.join(ROOT, "test", "data", "fuzz", "hdf5_crash")
 ASTRONAUT = os.path.join(ROOT, "examples", "astronaut.jpg")
 
 ENV = dict(os.environ)
@@ -455,6 +457,18 @@ BAD = [
     ("missing_weights", _t + ["--weights", "missing.h5"], ["--weights", "missing.h5"]),
     ("bad_weights_file", _t + ["--weights", "w.h5"], ["--weights", "w.h5"],
      _write("w.h5", b"not hdf5")),
+    # The CLI rehearses every HDF5 read in a child process (preimage/hdf5_probe.h): a file that
+    # crashes HDF5 gives one error naming it instead of a segfault.
+    ("weights_crash_in_hdf5", _t + ["--weights", "w.h5"],
+     ["--weights", "w.h5", "the HDF5 library crashed reading it"],
+     _write("w.h5", read_bytes(os.path.join(HDF5_CRASH, "weights_h5hg_read_0fce5fac.h5")))),
+    ("checkpoint_crash_in_hdf5", _t + ["--resume"],
+     ["out.png.stage0.ckpt.h5", "the HDF5 library crashed reading it"],
+     _write("out.png.stage0.ckpt.h5",
+            read_bytes(os.path.join(HDF5_CRASH, "checkpoint_h5hg_read_047f594c.h5")))),
+    ("index_crash_in_hdf5", ["index", "verify", "idx.h5"],
+     ["idx.h5", "the HDF5 library crashed reading it"],
+     _write("idx.h5", read_bytes(os.path.join(HDF5_CRASH, "index_h5hg_read_06719824.h5")))),
     ("channel_and_class", ["visualize", "--layers", "relu2_1", "--channel", "1", "--class", "2"]
      + _o, ["--channel", "--class"]),
     ("class_on_conv_layer", ["visualize", "--layers", "relu2_1", "--class", "2"] + _o,
