@@ -13,4 +13,6 @@ cmake -S . -B "$bd" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHD
 cmake --build "$bd" -j"$jobs"
 export LSAN_OPTIONS=suppressions=$PWD/fuzz/lsan.supp
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# lbfgs_vs_scipy: one Gatys instance instead of six under the sanitizers (test/scipy_compare.py).
+export PREIMAGE_SANITIZER_RUN=1
 ctest --test-dir "$bd" --output-on-failure -j"$jobs" -E "$(grep -v '^#' .ci/asan-exclude.txt)"

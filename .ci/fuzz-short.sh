@@ -34,30 +34,45 @@ mkdir -p "$bd"/findings
 export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:abort_on_error=1
 export LSAN_OPTIONS=suppressions=$PWD/fuzz/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export OMP_NUM_THREADS=1
-status=0
-for t in "${targets[@]}"; do
-  name=${t#fuzz_}
-  work="$bd"/work_$name
+# One target per core at a time (each fork-mode run is one child process): PREIMAGE_JOBS targets
+# run side by side, each into its own log; the summaries are printed in order afterwards.
+run_target() {  # run_target TARGET: fuzz, then judge; the verdict goes to $bd/TARGET.verdict
+  local t=$1 name=${1#fuzz_} rc=0 found
+  local work="$bd"/work_$name
   rm -rf "$work"
   mkdir -p "$work"
   cp -r "$corpus/$name/." "$work/"
-  echo "== $t: ${secs}s on $(ls "$work" | wc -l) seeds"
-  rc=0
-  ./"$bd"/fuzz/"$t" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
-    -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
-    -artifact_prefix="$bd"/findings/"$t"- "$work" >"$bd"/"$t".log 2>&1 || rc=$?
-  grep -E '^#[0-9]+: cov' "$bd"/"$t".log | tail -1 || true
-  found=$(ls "$bd"/findings/"$t"-* 2>/dev/null || true)
-  if [ -n "$found" ]; then
-    # shellcheck disable=SC2086
-    /usr/bin/python3 fuzz/triage.py ./"$bd"/fuzz/"$t" $found || status=1
-  elif [ "$rc" -ne 0 ]; then
-    # In fork mode libFuzzer exits with the last child's status, so a non-zero exit after a
-    # finding is judged by the triage above; without any finding it is a failure of its own.
-    tail -40 "$bd"/"$t".log >&2
-    echo "fuzz-short: $t exited with $rc and left no finding" >&2
-    status=1
-  fi
+  {
+    echo "== $t: ${secs}s on $(ls "$work" | wc -l) seeds"
+    ./"$bd"/fuzz/"$t" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
+      -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
+      -artifact_prefix="$bd"/findings/"$t"- "$work" >"$bd"/"$t".log 2>&1 || rc=$?
+    grep -E '^#[0-9]+: cov' "$bd"/"$t".log | tail -1 || true
+    found=$(ls "$bd"/findings/"$t"-* 2>/dev/null || true)
+    if [ -n "$found" ]; then
+      # shellcheck disable=SC2086
+      /usr/bin/python3 fuzz/triage.py ./"$bd"/fuzz/"$t" $found || rc=1
+    elif [ "$rc" -ne 0 ]; then
+      # In fork mode libFuzzer exits with the last child's status, so a non-zero exit after a
+      # finding is judged by the triage above; without any finding it is a failure of its own.
+      tail -40 "$bd"/"$t".log
+      echo "fuzz-short: $t exited with $rc and left no finding"
+    fi
+  } >"$bd"/"$t".summary 2>&1 || rc=1
+  echo "$rc" >"$bd"/"$t".verdict
+}
+status=0
+for ((i = 0; i < ${#targets[@]}; i += jobs)); do
+  batch=("${targets[@]:i:jobs}")
+  for t in "${batch[@]}"; do
+    rm -f "$bd"/"$t".verdict
+    run_target "$t" &
+  done
+  wait
+  for t in "${batch[@]}"; do
+    cat "$bd"/"$t".summary
+    [ "$(cat "$bd"/"$t".verdict 2>/dev/null)" = 0 ] || status=1
+  done
 done
 [ "$status" -eq 0 ] && echo "fuzz-short: ${#targets[@]} targets, ${secs}s each, no finding in our code"
 exit "$status"

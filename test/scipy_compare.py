@@ -27,6 +27,7 @@ Exit status 0 when every check passes.
 """
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -50,6 +51,10 @@ GATYS_SUFFIXES = ["", "s3", "s4", "p1", "s3p1", "s4p1"]
 GATYS_WINS = 4          # ours <= SciPy's on at least this many of the six
 GATYS_GEOMEAN = 0.97    # geometric mean of f_ours / f_SciPy at most this
 GATYS_WORST = 1.05      # and no instance more than 5 % above SciPy's (a tie within the noise)
+# Under a sanitizer (.ci/asan.sh sets PREIMAGE_SANITIZER_RUN=1) the same code runs on the first
+# instance only: five more instances take the same paths at 2-3x the instrumented cost, and the
+# across-instance quality gates (wins, geometric mean) are the Release phase's to judge.
+SANITIZER_RUN = os.environ.get("PREIMAGE_SANITIZER_RUN") == "1"
 
 # rosenbrock<N>: chained (SciPy's rosen), ~5n iterations at m = 10; xrosenbrock<N>: the
 # extended (uncoupled pairs) form of Moré–Garbow–Hillstrom, the usual large-scale test.
@@ -182,7 +187,7 @@ def main():
     gat = None
     if not only or gatys in only or "gatys" in only:
         gat = []
-        for suffix in GATYS_SUFFIXES:
+        for suffix in GATYS_SUFFIXES[:1] if SANITIZER_RUN else GATYS_SUFFIXES:
             inst = gatys + suffix
             sp = run_scipy(driver, inst, 0.0, 0.0, GATYS_ITERS)
             ours = run_ours(driver, inst, 0.0, 0.0, GATYS_ITERS)
@@ -198,10 +203,10 @@ def main():
         ratios = [r[3] / r[4] for r in gat]
         wins = sum(q <= 1.0 for q in ratios)
         geomean = math.exp(sum(math.log(q) for q in ratios) / len(ratios))
-        if wins < GATYS_WINS:
+        if not SANITIZER_RUN and wins < GATYS_WINS:
             failures.append("gatys: ours <= SciPy's on %d of %d instances (need %d)" %
                             (wins, len(ratios), GATYS_WINS))
-        if not geomean <= GATYS_GEOMEAN:
+        if not SANITIZER_RUN and not geomean <= GATYS_GEOMEAN:
             failures.append("gatys: geometric mean of f_ours / f_SciPy %.4f > %.2f" %
                             (geomean, GATYS_GEOMEAN))
         sp_default = run_scipy(driver, gatys, 1e-5, 2.220446049250313e-09, 15000)
@@ -226,6 +231,9 @@ def main():
         print("ours <= SciPy's on %d of %d (gate >= %d); geometric mean ratio %.4f (gate <= %.2f); "
               "worst %.4f (gate <= %.2f)" % (wins, len(ratios), GATYS_WINS, geomean,
                                             GATYS_GEOMEAN, max(ratios), GATYS_WORST))
+        if SANITIZER_RUN:
+            print("sanitizer run (PREIMAGE_SANITIZER_RUN=1): first instance only; the wins and "
+                  "geometric-mean gates are judged by the uninstrumented run")
         print("SciPy with its default tolerances (gtol 1e-5, ftol 2.2e-9) on %s: f %.6g after "
               "%d iterations (%s)" % (gatys, sp_default["f"], sp_default["iterations"],
                                       sp_default["message"]))
