@@ -20,20 +20,29 @@ SKIP = re.compile(r"__interceptor_|__asan|__sanitizer|__lsan|__ubsan|fuzzer::|li
                   r"\bmalloc\b|\bcalloc\b|\brealloc\b|\bstrn?dup\b|__mem(set|cpy|move|cmp)|"
                   r"\bmem(set|cpy|move|cmp)\b|sysdeps/|operator new|__libc_|libc\.so|libstdc\+\+|"
                   r"libgcc_s|AlarmCallback|CrashCallback|StaticAlarmCallback|"
-                  r"\(linux-vdso|<unknown module>|\?\?")
+                  r"\(linux-vdso|<unknown module>|\?\?|^main \(")
 FRAME = re.compile(r"^\s+#\d+ 0x[0-9a-f]+ (?:in )?(.*)$")
 
 
-def classify(binary, artifact):
+OOM_LIMITS = ["-rss_limit_mb=4096", "-malloc_limit_mb=256"]
+
+
+def replay(binary, artifact, limits):
     env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":abort_on_error=0")
+    p = subprocess.run([binary, "-timeout=5"] + limits + [artifact],
+                       capture_output=True, text=True, errors="replace", timeout=120, env=env)
+    return p, p.stdout + p.stderr
+
+
+def classify(binary, artifact):
     try:
         # An out-of-memory report from the RSS watchdog has no stack of the culprit: replayed
-        # with a malloc limit, the large allocation itself is reported with its stack.
-        limits = (["-rss_limit_mb=4096", "-malloc_limit_mb=256"] if "oom-" in os.path.basename(artifact)
-                  else ["-rss_limit_mb=2048"])
-        p = subprocess.run([binary, "-timeout=5"] + limits + [artifact],
-                           capture_output=True, text=True, errors="replace", timeout=120, env=env)
-        out = p.stdout + p.stderr
+        # with a malloc limit, the large allocation itself is reported with its stack. The same
+        # when an artifact saved as something else (a timeout under load) replays as one.
+        oom = "oom-" in os.path.basename(artifact)
+        p, out = replay(binary, artifact, OOM_LIMITS if oom else ["-rss_limit_mb=2048"])
+        if not oom and "libFuzzer: out-of-memory (used:" in out:
+            p, out = replay(binary, artifact, OOM_LIMITS)
     except subprocess.TimeoutExpired:
         return "ours", "replay did not finish in 120 s"
     if p.returncode == 0:

@@ -115,6 +115,10 @@ TEST_CASE("fuzz regressions: texture index loader (declared sizes, channels, glo
                     Catch::Contains("stores only"));
   CHECK_THROWS_WITH(TextureIndex::open(stored("index/channels_huge.h5")),
                     Catch::Contains("expected a count in 1..4096"));
+  // The layout message claims 1.7 GB stored in a 24 KB file, so the stored-bytes rule let
+  // 435 billion strings through to the allocation (fuzz_index, long run of 2026-11-27).
+  CHECK_THROWS_WITH(TextureIndex::open(stored("index/paths_storage_size_inflated.h5")),
+                    Catch::Contains("but the file stores only 23808 bytes"));
 }
 
 TEST_CASE("fuzz regressions: L-BFGS checkpoint loader (objects left open)", "[fuzz][lbfgs]") {
