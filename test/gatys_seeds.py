@@ -13,6 +13,7 @@ first iteration where the two f histories differ by more than 1e-6 relative; the
 (ours ≤ SciPy) and the geometric mean of the ratios. SciPy's runs do not depend on our solver:
 --cache FILE keeps them between invocations. --json FILE writes every history.
 """
+import argparse
 import json
 import math
 import os
@@ -62,25 +63,15 @@ def first_divergence(a, b, rel=1e-6):
 
 
 def main():
-    args = sys.argv[1:]
-    if not args:
-        print(__doc__)
-        return 2
-    driver = args[0]
-    instances, iters, cache_path, json_path = DEFAULT, 50, None, None
-    i = 1
-    while i < len(args):
-        if args[i] == "--instances":
-            instances = args[i + 1].split(",")
-        elif args[i] == "--iters":
-            iters = int(args[i + 1])
-        elif args[i] == "--cache":
-            cache_path = args[i + 1]
-        elif args[i] == "--json":
-            json_path = args[i + 1]
-        else:
-            raise SystemExit("unknown argument " + args[i])
-        i += 2
+    ap = argparse.ArgumentParser(usage=__doc__.split("\n\n")[1].replace("Usage: ", "", 1))
+    ap.add_argument("driver")
+    ap.add_argument("--instances", type=lambda v: v.split(","), default=DEFAULT)
+    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--cache", dest="cache_path")
+    ap.add_argument("--json", dest="json_path")
+    a = ap.parse_args()
+    driver, instances, iters, cache_path, json_path = (a.driver, a.instances, a.iters,
+                                                       a.cache_path, a.json_path)
     cache = {}
     if cache_path and os.path.exists(cache_path):
         with open(cache_path) as fh:

@@ -25,6 +25,7 @@ Rules (docs/lbfgs.md):
     after a few iterations.
 Exit status 0 when every check passes.
 """
+import argparse
 import json
 import math
 import os
@@ -137,23 +138,12 @@ def run_ours(driver, name, gtol, ftol, maxiter):
 
 
 def main():
-    args = sys.argv[1:]
-    if not args:
-        print(__doc__)
-        return 2
-    driver = args[0]
-    only = None
-    gatys_size = 64
-    i = 1
-    while i < len(args):
-        if args[i] == "--only":
-            only = set(args[i + 1].split(","))
-            i += 2
-        elif args[i] == "--gatys-size":
-            gatys_size = int(args[i + 1])
-            i += 2
-        else:
-            raise SystemExit("unknown argument " + args[i])
+    ap = argparse.ArgumentParser(usage=__doc__.split("\n\n")[1].replace("Usage: ", "", 1))
+    ap.add_argument("driver")
+    ap.add_argument("--only", type=lambda v: set(v.split(",")))
+    ap.add_argument("--gatys-size", type=int, default=64)
+    a = ap.parse_args()
+    driver, only, gatys_size = a.driver, a.only, a.gatys_size
     gatys = "gatys%d" % gatys_size
     failures = []
     rows = []
