@@ -388,17 +388,15 @@ static bool fork_rehearsal(const std::string& context) {
   while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
   if (r == 1 && c == 'k' && WIFEXITED(st) && WEXITSTATUS(st) == 0) return false;
+  std::string how;
   if (WIFSIGNALED(st)) {
     const int sig = WTERMSIG(st);
     // Stopped from outside (Ctrl-C reaches the whole process group, the OOM killer, kill):
     // says nothing about the file; this process reads it itself and meets its own signals.
     if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT || sig == SIGKILL)
       return false;
-  }
-  std::string how;
-  if (WIFSIGNALED(st)) {
-    const char* name = sigabbrev_np(WTERMSIG(st));
-    how = name ? std::string("signal SIG") + name : "signal " + std::to_string(WTERMSIG(st));
+    const char* name = sigabbrev_np(sig);
+    how = name ? std::string("signal SIG") + name : "signal " + std::to_string(sig);
   } else {
     // A sanitizer's exit after its report (the status, not a signal).
     how = "exit status " + std::to_string(WIFEXITED(st) ? WEXITSTATUS(st) : -1);
