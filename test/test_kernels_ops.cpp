@@ -4,6 +4,8 @@
 // NaN-prefilled outputs and every buffer compared afterwards (inputs included: an op must not write
 // them). An op without a case cannot be added (the case is a column of the list), and the registry
 // check below fails when the list and the cases run here disagree.
+#include <catch2/catch.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -269,7 +271,8 @@ class Case {
 // One function per op, generated from the list: the test column, then the check.
 #define PREIMAGE_OP(ret, name, params, args, tag, test)                                   \
   void case_##name(Case& tc) {                                                            \
-    PREIMAGE_OP_UNPAREN test const int versions = [] {                                    \
+    PREIMAGE_OP_UNPAREN test; /* the test column: defines every name of args */           \
+    const int versions = [] {                                                             \
       using namespace kernels;                                                            \
       return PREIMAGE_OP_VERSIONS(tag);                                                   \
     }();                                                                                  \

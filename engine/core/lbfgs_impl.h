@@ -62,6 +62,7 @@ enum class Search { Accepted, Failed, NonFinite, MaxEvaluations };
 
 }  // namespace lbfgs_detail
 
+// Only the two solver files include this header.
 using namespace lbfgs_detail;
 
 struct Lbfgs::Impl {
