@@ -22,6 +22,7 @@
 
 #include "cli_options.h"
 #include "cli_run.h"
+#include "engine/core/strings.h"
 #include "preimage/attributes.h"
 #include "preimage/device.h"
 #include "preimage/error.h"
@@ -53,12 +54,6 @@ std::set<std::string> with(const std::set<std::string>& base,
   std::set<std::string> s = base;
   for (const char* e : extra) s.insert(e);
   return s;
-}
-
-std::string join(const std::vector<std::string>& v, const char* sep = ",") {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-  return out;
 }
 
 std::vector<std::string> split_list(const std::string& s) {

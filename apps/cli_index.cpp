@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cli_options.h"
+#include "engine/core/strings.h"
 #include "json.h"
 #include "preimage/error.h"
 #include "preimage/image.h"
@@ -78,12 +79,6 @@ std::vector<std::string> split_list(const std::string& s, const std::string& fla
   }
   require(!out.empty(), "--" + flag + ": expected a comma-separated list of layers");
   return out;
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
-  return s;
 }
 
 // A file's weights identity without its path ("FILE (sha256 X)" → "(sha256 X)").

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "preimage/device.h"
 #include "preimage/lbfgs.h"
 

@@ -235,12 +235,13 @@ void bench_gpu(const Shape2& s, int reps) {
   const double ref = median_ms(reps, cublas_gram, sync_gpu);
 #if defined(PREIMAGE_BENCH_KERNELS)
   namespace k = preimage::kernels;
+  k::Workspace ws;  // the reductions' device scratch
   for (int v = 1; v <= k::gram_versions(); ++v) {
     const double ms = median_ms(
         reps,
         [&] {
           k::gram_fwd(f.p, g.p, c, m, v);
-          sink += k::gram_loss_grad(f.p, g.p, gt.p, df.p, c, m, scale, v);
+          sink += k::gram_loss_grad(ws, f.p, g.p, gt.p, df.p, c, m, scale, v);
         },
         sync_gpu);
     row("gram", s, v == 1 ? "cuda-v1" : "cuda-v2", ms, ref);
@@ -253,12 +254,12 @@ void bench_gpu(const Shape2& s, int reps) {
 #if defined(PREIMAGE_BENCH_KERNELS)
   const float eps = 1e-8f, inv_m = 1.f / float(m);
   k::bilinear_pool_fwd(t.p, t.p, db.p, c, c, m);
-  const double tn = std::sqrt(k::bilinear_ssqrt_fwd(db.p, zt.p, cc, eps));
+  const double tn = std::sqrt(k::bilinear_ssqrt_fwd(ws, db.p, zt.p, cc, eps));
   k::axpby(float(1.0 / tn), zt.p, 0.f, zt.p, cc);
   auto tail = [&](float* pooled) {
-    const double n = std::sqrt(k::bilinear_ssqrt_fwd(pooled, y.p, cc, eps));
-    const double sd = k::dot(y.p, zt.p, cc);
-    sink += k::bilinear_ssqrt_bwd(y.p, zt.p, nullptr, db.p, cc, n, 2.0 * (1.0 - sd / n), 1.f);
+    const double n = std::sqrt(k::bilinear_ssqrt_fwd(ws, pooled, y.p, cc, eps));
+    const double sd = k::dot(ws, y.p, zt.p, cc);
+    sink += k::bilinear_ssqrt_bwd(ws, y.p, zt.p, nullptr, db.p, cc, n, 2.0 * (1.0 - sd / n), 1.f);
   };
   const double bref = median_ms(
       reps,

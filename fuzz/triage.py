@@ -7,7 +7,7 @@ Each artifact (crash-, leak-, timeout-, oom-, slow-unit-) is replayed once with 
 first stack frame of the report that is not the sanitizer runtime, libFuzzer or libc decides:
 a frame in libhdf5 is a third-party finding (HDF5 1.10.8 trusts corrupt metadata in places:
 docs/reliability.md), anything else (the engine, stb_image compiled into it, the harness) is
-ours (engine/image.cpp pre-checks what stb_image 2.27 does not). A report without any
+ours (engine/io/image.cpp pre-checks what stb_image 2.27 does not). A report without any
 frame (e.g. an OOM of the whole process) counts as ours. Prints one line per artifact; exit
 status 1 when any finding is ours.
 """

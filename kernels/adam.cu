@@ -1,6 +1,6 @@
 /*
 Fused Adam step on the device (torch.optim.Adam semantics, weight_decay = 0), used to train the
-up-convolutional decoders (engine/decoder.cpp).
+up-convolutional decoders (engine/features/decoder/decoder.cpp).
 
 Layouts: p, g, m, v: flat arrays of n floats (all parameters of a layer, or of a whole model).
   g' = grad_scale·g

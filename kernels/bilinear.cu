@@ -25,7 +25,8 @@ Versions (pool fwd/bwd; 0 = the launcher's choice = v2):
         and backward texture_product_kernel (SYM / PLAIN / TRANSPOSED operand modes), 64×64
         tiles, float4 loads and read-modify-write when M % 4 == 0.
   The element-wise steps (ssqrt fwd/bwd) are grid-stride loops, 256 threads, ≤ 1024 blocks,
-  each block leaving one double partial; a one-block kernel sums the partials.
+  each block leaving one double partial in the caller's Workspace; final_reduce (reduce.cuh)
+  sums them.
 
 Test: ctest -R bilinear   (test/test_bilinear.cpp: versions vs preimage::cpu on odd shapes,
       same-layer and two-layer, NaN-prefilled outputs, all simulator thread orders; central
@@ -35,7 +36,6 @@ Bench: bench_texture: bilinear rows (forward + loss + backward), kernels vs cuBL
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -67,35 +67,6 @@ void check_version(const char* op, int version) {
   if (version < 0 || version > bilinear_versions())
     throw std::invalid_argument(std::string(op) + ": version " + std::to_string(version) +
                                 " does not exist (0.." + std::to_string(bilinear_versions()) + ")");
-}
-
-std::mutex& partials_mutex() {
-  static std::mutex m;
-  return m;
-}
-double* partials() {
-  static double* p = reinterpret_cast<double*>(device_alloc(2 * (kMaxPartials + 1)));
-  return p;
-}
-
-__global__ void bilinear_reduce_final_kernel(double* partials, int count) {
-  __shared__ double red[33];
-  double v = 0.0;
-  for (int i = threadIdx.x; i < count; i += blockDim.x) v += partials[i];
-  v = texture::block_sum_all(v, red);
-  if (threadIdx.x == 0) partials[kMaxPartials] = v;
-}
-
-double read_result() {
-  double result = 0.0;
-  copy_d2h(reinterpret_cast<float*>(&result),
-           reinterpret_cast<const float*>(partials() + kMaxPartials), 2);
-  return result;
-}
-
-double finish_sum(int count) {
-  cuda::launch(bilinear_reduce_final_kernel, dim3(1), dim3(1024), 0, nullptr, partials(), count);
-  return read_result();
 }
 
 int ew_blocks(size_t n) {
@@ -152,7 +123,7 @@ __global__ void bilinear_ssqrt_fwd_kernel(const float* __restrict__ b, float* __
     y[i] = v;
     acc += (double)v * v;
   }
-  acc = texture::block_sum_all(acc, red);
+  acc = block_sum_all(acc, red);
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
@@ -175,7 +146,7 @@ __global__ void bilinear_ssqrt_bwd_kernel(const float* __restrict__ y, const flo
     }
     db[i] = scale * (g - z * zg) * inv_n / (2.f * fabsf(yi));
   }
-  loss = texture::block_sum_all(loss, red);
+  loss = block_sum_all(loss, red);
   if (threadIdx.x == 0) partials[blockIdx.x] = loss;
 }
 
@@ -185,14 +156,14 @@ __global__ void softmax_xent_kernel(const float* __restrict__ s, float* __restri
   __shared__ double red[33];
   float mx = -INFINITY;
   for (int i = threadIdx.x; i < k; i += blockDim.x) mx = fmaxf(mx, s[i]);
-  mx = texture::block_max_all(mx, redf);
+  mx = block_max_all(mx, redf);
   double z = 0.0;
   for (int i = threadIdx.x; i < k; i += blockDim.x) z += exp((double)s[i] - (double)mx);
-  z = texture::block_sum_all(z, red);
+  z = block_sum_all(z, red);
   const double lse = (double)mx + log(z);
   for (int i = threadIdx.x; i < k; i += blockDim.x)
     ds[i] = (float)(scale * (exp((double)s[i] - lse) - (i == target ? 1.0 : 0.0)));
-  if (threadIdx.x == 0) partials[kMaxPartials] = lse - (double)s[target];
+  if (threadIdx.x == 0) partials[0] = lse - (double)s[target];
 }
 
 // ============================== v2 launch helpers ======================================
@@ -289,35 +260,39 @@ void bilinear_pool_bwd(const float* db, const float* fa, const float* fb, float*
   CUDA_CHECK(cudaGetLastError());
 }
 
-double bilinear_ssqrt_fwd(const float* b, float* y, size_t count, float eps) {
+double bilinear_ssqrt_fwd(Workspace& ws, const float* b, float* y, size_t count, float eps) {
   if (count == 0) return 0.0;
-  std::lock_guard<std::mutex> lock(partials_mutex());
+  const auto lock = ws.lock();
+  double* partials = ws.get<double>(kMaxPartials + 1);
   const int blocks = ew_blocks(count);
   cuda::launch(bilinear_ssqrt_fwd_kernel, dim3(blocks), dim3(kEwThreads), 0, nullptr, b, y, count,
-               eps, partials());
-  return finish_sum(blocks);
+               eps, partials);
+  return final_sum(partials, blocks);
 }
 
-double bilinear_ssqrt_bwd(const float* y, const float* z_target, const float* dz, float* db,
-                          size_t count, double norm, double z_dot_g, float scale) {
+double bilinear_ssqrt_bwd(Workspace& ws, const float* y, const float* z_target, const float* dz,
+                          float* db, size_t count, double norm, double z_dot_g, float scale) {
   if (count == 0) return 0.0;
   if (!(norm > 0.0)) throw std::invalid_argument("bilinear_ssqrt_bwd: norm must be positive");
   if (!z_target && !dz) throw std::invalid_argument("bilinear_ssqrt_bwd: z_target or dz needed");
-  std::lock_guard<std::mutex> lock(partials_mutex());
+  const auto lock = ws.lock();
+  double* partials = ws.get<double>(kMaxPartials + 1);
   const int blocks = ew_blocks(count);
   cuda::launch(bilinear_ssqrt_bwd_kernel, dim3(blocks), dim3(kEwThreads), 0, nullptr, y, z_target,
-               dz, db, count, (float)(1.0 / norm), (float)z_dot_g, scale, partials());
-  return finish_sum(blocks);
+               dz, db, count, (float)(1.0 / norm), (float)z_dot_g, scale, partials);
+  return final_sum(partials, blocks);
 }
 
-double softmax_xent_loss_grad(const float* s, float* ds, int k, int target, float scale) {
+double softmax_xent_loss_grad(Workspace& ws, const float* s, float* ds, int k, int target,
+                              float scale) {
   if (k <= 0 || target < 0 || target >= k)
     throw std::invalid_argument("softmax_xent_loss_grad: target class " + std::to_string(target) +
                                 " outside 0.." + std::to_string(k - 1));
-  std::lock_guard<std::mutex> lock(partials_mutex());
+  const auto lock = ws.lock();
+  double* partials = ws.get<double>(kMaxPartials + 1);
   cuda::launch(softmax_xent_kernel, dim3(1), dim3(256), 0, nullptr, s, ds, k, target, scale,
-               partials());
-  return read_result();
+               partials);
+  return read_double(partials);
 }
 
 }  // namespace preimage::kernels

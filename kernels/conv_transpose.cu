@@ -1,7 +1,7 @@
 /*
 Transposed 2-D convolution (PyTorch ConvTranspose2d, groups = dilation = 1) forward, backward-data
 and backward-filter (+ bias gradient), and leaky ReLU: the ops of the up-convolutional decoders
-(engine/decoder.cpp, Dosovitskiy & Brox).
+(engine/features/decoder/decoder.cpp, Dosovitskiy & Brox).
 
 Layouts: x, dx: (N,C,H,W)   w, dw: (C,O,K,K)   b, db: (O)   y, dy: (N,O,HO,WO)
          HO = (H−1)·stride − 2·pad + K + out_pad, same for WO; 0 ≤ out_pad < stride.

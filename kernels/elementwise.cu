@@ -18,9 +18,9 @@ Versions: one per op (these are bandwidth-bound and simple):
   reductions  two passes, deterministic (no atomics): pass 1 — up to 1024 blocks, each thread
               accumulates its grid-stride slice in double (float4 loads when aligned), warp
               shuffle (__shfl_down_sync) + shared memory reduce to one double per block; pass 2 —
-              one 1024-thread block reduces the partials the same way. Partials live in a
-              __device__ array (no allocation per call); calls are serialized by a host mutex,
-              and the result comes back by cudaMemcpyFromSymbol (8 bytes).
+              final_reduce (kernels/reduce.cuh) reduces them in one block. Partials live in the
+              caller's Workspace (held under its lock); the result comes back by one cudaMemcpy
+              (8 bytes).
 
 Test: ctest -R kernels   (test/test_kernels_elementwise.cpp: vs preimage::cpu, NaN-prefilled
       outputs, all three simulator thread orders).
@@ -29,19 +29,18 @@ TB/s on an H100 (docs/kernels.md).
 */
 #include <algorithm>
 #include <cstdint>
-#include <mutex>
 #include <stdexcept>
 
 #include "kernels/cuda_compat.h"
 #include "kernels/kernels.h"
+#include "kernels/reduce.cuh"
 
 namespace preimage::kernels {
 namespace {
 
 constexpr int kThreads = 256;
 constexpr unsigned kMaxBlocks = 4096;
-constexpr int kReduceBlocks = 1024;    // partials of pass 1, at most
-constexpr int kReduceThreads2 = 1024;  // pass 2: one block, one partial per thread
+constexpr int kReduceBlocks = 1024;  // partials of pass 1, at most
 
 unsigned grid_for(size_t n) {
   const size_t b = (n + kThreads - 1) / kThreads;
@@ -181,9 +180,6 @@ __global__ void channel_affine_kernel(const float* x, float* y, size_t plane, Ch
 
 enum class Red : int { Sum, SumSquares, Dot };
 
-// Partial sums of pass 1; [kReduceBlocks] holds the final result after pass 2.
-__device__ double g_partials[kReduceBlocks + 1];
-
 template <Red OP>
 __device__ __forceinline__ double term(float a, float b) {
   if constexpr (OP == Red::Sum)
@@ -194,25 +190,9 @@ __device__ __forceinline__ double term(float a, float b) {
     return (double)a * (double)b;
 }
 
-// Sum of v over the block (blockDim.x a multiple of 32, ≤ 1024); valid in thread 0.
-__device__ __forceinline__ double block_sum(double v) {
-  __shared__ double warp_sums[32];
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    const int warps = blockDim.x / 32;
-    v = lane < warps ? warp_sums[lane] : 0.0;
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off);
-  }
-  return v;
-}
-
 template <Red OP>
-__global__ void reduce_partial_kernel(const float* a, const float* b, size_t n, bool vec) {
+__global__ void reduce_partial_kernel(const float* a, const float* b, size_t n, bool vec,
+                                      double* partials) {
   double acc = 0.0;
   size_t start = 0;
   if (vec) {
@@ -229,33 +209,20 @@ __global__ void reduce_partial_kernel(const float* a, const float* b, size_t n, 
   for (size_t i = start + global_thread(); i < n; i += grid_threads())
     acc += term<OP>(a[i], OP == Red::Dot ? b[i] : 0.f);
   acc = block_sum(acc);
-  if (threadIdx.x == 0) g_partials[blockIdx.x] = acc;
-}
-
-__global__ void reduce_final_kernel(int count) {
-  const double v = (int)threadIdx.x < count ? g_partials[threadIdx.x] : 0.0;
-  const double total = block_sum(v);
-  if (threadIdx.x == 0) g_partials[kReduceBlocks] = total;
-}
-
-std::mutex& reduce_mutex() {
-  static std::mutex m;
-  return m;
+  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
 template <Red OP>
-double reduce(const float* a, const float* b, size_t n) {
+double reduce(Workspace& ws, const float* a, const float* b, size_t n) {
   if (n == 0) return 0.0;
-  std::lock_guard<std::mutex> lock(reduce_mutex());
   const size_t want = (n + size_t(kThreads) * 4 - 1) / (size_t(kThreads) * 4);
   const int blocks = static_cast<int>(std::min<size_t>(want, kReduceBlocks));
   const bool vec = aligned16(a) && (OP != Red::Dot || aligned16(b));
-  cuda::launch(reduce_partial_kernel<OP>, dim3(blocks), dim3(kThreads), 0, nullptr, a, b, n, vec);
-  cuda::launch(reduce_final_kernel, dim3(1), dim3(kReduceThreads2), 0, nullptr, blocks);
-  double result = 0.0;
-  CUDA_CHECK(cudaMemcpyFromSymbol(&result, g_partials, sizeof(double),
-                                  sizeof(double) * kReduceBlocks, cudaMemcpyDeviceToHost));
-  return result;
+  const auto lock = ws.lock();
+  double* partials = ws.get<double>(size_t(blocks) + 1);
+  cuda::launch(reduce_partial_kernel<OP>, dim3(blocks), dim3(kThreads), 0, nullptr, a, b, n, vec,
+               partials);
+  return final_sum(partials, blocks);
 }
 
 }  // namespace
@@ -312,14 +279,14 @@ void channel_affine(const float* x, float* y, int n, size_t plane, const Channel
                nullptr, x, y, plane, a, vec);
 }
 
-double dot(const float* a, const float* b, size_t count) {
-  return reduce<Red::Dot>(a, b, count);
+double dot(Workspace& ws, const float* a, const float* b, size_t count) {
+  return reduce<Red::Dot>(ws, a, b, count);
 }
-double sum(const float* x, size_t count) {
-  return reduce<Red::Sum>(x, nullptr, count);
+double sum(Workspace& ws, const float* x, size_t count) {
+  return reduce<Red::Sum>(ws, x, nullptr, count);
 }
-double sum_squares(const float* x, size_t count) {
-  return reduce<Red::SumSquares>(x, nullptr, count);
+double sum_squares(Workspace& ws, const float* x, size_t count) {
+  return reduce<Red::SumSquares>(ws, x, nullptr, count);
 }
 
 }  // namespace preimage::kernels

@@ -25,10 +25,10 @@ Versions (launcher argument `version`, 0 = the launcher's choice = v2):
         and Ĝ while it is loaded (D never exists in memory), dF (C, M) += s·D·F in 64×64 output
         tiles (deterministic, no atomics, float4 read-modify-write), and the blocks of the
         first column of the grid — which load every element of D exactly once — also reduce
-        Σ D² (double) into one partial per block row; a 1-block kernel sums the partials.
+        Σ D² (double) into one partial per block row; final_reduce (reduce.cuh) sums them.
 
-Reductions come back as one double (cudaMemcpy of 8 bytes); the partials live in a device
-buffer of this file, serialized by a host mutex.
+Reductions come back as one double (cudaMemcpy of 8 bytes); the partials live in the caller's
+Workspace (held under its lock), the final pass is kernels/reduce.cuh's.
 
 Test: ctest -R gram   (test/test_gram.cpp: every version vs preimage::cpu on odd shapes,
       C ∈ {1, 33, 65, 70, 130}, M ∈ {7×13, 37×41, 67×93, 8×12, 36×40}, NaN-prefilled outputs,
@@ -38,7 +38,6 @@ Bench: bench_texture (build with PREIMAGE_BUILD_BENCH=ON): gram rows, kernels vs
 */
 #include <algorithm>
 #include <cstdint>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -68,32 +67,6 @@ void check_sizes(const char* op, int c, int m) {
 void bad_version(const char* op, int version) {
   throw std::invalid_argument(std::string(op) + ": version " + std::to_string(version) +
                               " does not exist (0.." + std::to_string(gram_versions()) + ")");
-}
-
-// Per-block double partial sums; slot kMaxPartials receives the total.
-std::mutex& partials_mutex() {
-  static std::mutex m;
-  return m;
-}
-double* partials() {
-  static double* p = reinterpret_cast<double*>(device_alloc(2 * (kMaxPartials + 1)));
-  return p;
-}
-
-__global__ void gram_reduce_final_kernel(double* partials, int count) {
-  __shared__ double red[33];
-  double v = 0.0;
-  for (int i = threadIdx.x; i < count; i += blockDim.x) v += partials[i];
-  v = texture::block_sum_all(v, red);
-  if (threadIdx.x == 0) partials[kMaxPartials] = v;
-}
-
-double finish_sum(int count) {
-  cuda::launch(gram_reduce_final_kernel, dim3(1), dim3(1024), 0, nullptr, partials(), count);
-  double result = 0.0;
-  copy_d2h(reinterpret_cast<float*>(&result),
-           reinterpret_cast<const float*>(partials() + kMaxPartials), 2);
-  return result;
 }
 
 // ============================== v1: plain ===============================================
@@ -132,7 +105,7 @@ __global__ void gram_sq_diff_partial_kernel(const float* __restrict__ g,
     const float d = g[i] - gt[i];
     acc += (double)d * d;
   }
-  acc = texture::block_sum_all(acc, red);
+  acc = block_sum_all(acc, red);
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
@@ -177,11 +150,12 @@ void gram_fwd(const float* f, float* g, int c, int m, int version) {
   CUDA_CHECK(cudaGetLastError());
 }
 
-double gram_loss_grad(const float* f, const float* g, const float* g_target, float* df, int c,
-                      int m, float grad_scale, int version) {
+double gram_loss_grad(Workspace& ws, const float* f, const float* g, const float* g_target,
+                      float* df, int c, int m, float grad_scale, int version) {
   check_sizes("gram_loss_grad", c, m);
   if (version < 0 || version > gram_versions()) bad_version("gram_loss_grad", version);
-  std::lock_guard<std::mutex> lock(partials_mutex());
+  const auto lock = ws.lock();
+  double* partials = ws.get<double>(kMaxPartials + 1);
   if (version == 1) {
     if (m > 0) {
       const long long n = (long long)c * m;
@@ -191,8 +165,8 @@ double gram_loss_grad(const float* f, const float* g, const float* g_target, flo
     const long long n = (long long)c * c;
     const int blocks = int(std::min<long long>((n + 1023) / 1024, kMaxPartials));
     cuda::launch(gram_sq_diff_partial_kernel, dim3(blocks), dim3(256), 0, nullptr, g, g_target, n,
-                 partials());
-    return finish_sum(blocks);
+                 partials);
+    return final_sum(partials, blocks);
   }
   const int rows = (c + kTile - 1) / kTile;
   if (rows > kMaxPartials) throw std::invalid_argument("gram_loss_grad: c too large");
@@ -200,11 +174,11 @@ double gram_loss_grad(const float* f, const float* g, const float* g_target, flo
   const bool vec = m % 4 == 0 && aligned16(f) && aligned16(df);
   if (vec)
     cuda::launch(texture::texture_product_kernel<AMode::Diff, true>, grid, dim3(kThreads), 0,
-                 nullptr, g, g_target, f, df, c, c, m, grad_scale, partials());
+                 nullptr, g, g_target, f, df, c, c, m, grad_scale, partials);
   else
     cuda::launch(texture::texture_product_kernel<AMode::Diff, false>, grid, dim3(kThreads), 0,
-                 nullptr, g, g_target, f, df, c, c, m, grad_scale, partials());
-  return finish_sum(rows);
+                 nullptr, g, g_target, f, df, c, c, m, grad_scale, partials);
+  return final_sum(partials, rows);
 }
 
 }  // namespace preimage::kernels

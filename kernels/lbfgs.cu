@@ -1,6 +1,6 @@
 /*
-L-BFGS vector ops: everything the native solver (engine/lbfgs.cpp) does to n-vectors, so that x, g,
-the direction and the m history pairs stay on the device and only scalars reach the host.
+L-BFGS vector ops: everything the native solver (engine/core/lbfgs.cpp) does to n-vectors, so that
+x, g, the direction and the m history pairs stay on the device and only scalars reach the host.
 
 The solver is "vector-free" (Chen et al., NIPS 2014): the two-loop recursion runs on the host in
 the coefficient space of the basis {pg, s_1..s_k, y_1..y_k} from their inner products, and the
@@ -25,14 +25,15 @@ Layouts: flat float arrays of n; history rows at S + r·ld (ld a multiple of 4 k
 Kernels (one version each; all bandwidth-bound):
   maps and single-vector reductions: grid-stride, 256 threads, ≤ 1024 blocks, float4 when every
     pointer is 16-byte aligned; reductions are deterministic (no atomics): block partials
-    (warp shuffles + shared memory) to a scratch array, then one 1024-thread block reduces them in
-    a fixed order, and ONE cudaMemcpy brings the K result doubles to the host.
+    (warp shuffles + shared memory) to workspace partials, then one 1024-thread block reduces
+    them in a fixed order, and ONE cudaMemcpy brings the K result doubles to the host.
   dots: grid (2R rows, C chunks), row index fastest so the blocks running together share one
     chunk of the queries in L2; each block reduces its ≤ 3 dots over its chunk; a second kernel
     (one block per output) sums the C chunk partials in order; one cudaMemcpy of nq·2R doubles.
   combine: grid-stride over float4 groups; each thread accumulates its 4 elements in double over
     the rows (coefficients uploaded once per call: one cudaMemcpy of 2R + 1 doubles).
-All ops share one grow-only scratch allocation guarded by a mutex (calls are serialized).
+Partials and results live in the caller's Workspace, held under its lock; the block and final
+reductions are kernels/reduce.cuh's.
 
 Test: ctest -R lbfgs   (test/test_lbfgs.cpp: every op vs preimage::cpu on odd sizes with
       NaN-prefilled outputs under all three simulator orders; solver runs on the simulator).
@@ -40,18 +41,17 @@ Bench: bench_lbfgs --device cuda (solver overhead per iteration, docs/benchmarks
 */
 #include <algorithm>
 #include <cstdint>
-#include <mutex>
 #include <stdexcept>
 
 #include "kernels/cuda_compat.h"
 #include "kernels/kernels.h"
+#include "kernels/reduce.cuh"
 
 namespace preimage::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMaxBlocks = 1024;  // pass-1 blocks of the single-vector reductions
-constexpr int kFinalThreads = 1024;
+constexpr int kMaxBlocks = 1024;    // pass-1 blocks of the single-vector reductions
 constexpr size_t kDotChunk = 4096;  // elements per dots block (a multiple of 4·kThreads)
 constexpr int kMaxDotChunks = 256;
 constexpr float kFloatMax = 3.402823466e38f;
@@ -87,55 +87,6 @@ __device__ __forceinline__ bool fixed_var(float x, float g, const Box& b) {
 
 __device__ __forceinline__ float project(float v, const Box& b) {
   return b.bounded ? fminf(fmaxf(v, b.lo), b.hi) : v;
-}
-
-// Reduces K doubles over the block: slot i takes the max when bit i of MAXMASK is set, else the
-// sum. blockDim.x is a multiple of 32 (≤ 1024); the result is valid in thread 0.
-template <int K, unsigned MAXMASK>
-__device__ void block_reduce(double (&v)[K]) {
-  __shared__ double warp_vals[32][K];
-#pragma unroll
-  for (int i = 0; i < K; ++i)
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) {
-      const double o = __shfl_down_sync(0xffffffffu, v[i], off);
-      v[i] = (MAXMASK >> i) & 1u ? fmax(v[i], o) : v[i] + o;
-    }
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0)
-#pragma unroll
-    for (int i = 0; i < K; ++i) warp_vals[warp][i] = v[i];
-  __syncthreads();
-  if (warp == 0) {
-    const int warps = blockDim.x / 32;
-#pragma unroll
-    for (int i = 0; i < K; ++i) {
-      v[i] = lane < warps ? warp_vals[lane][i] : 0.0;
-#pragma unroll
-      for (int off = 16; off > 0; off /= 2) {
-        const double o = __shfl_down_sync(0xffffffffu, v[i], off);
-        v[i] = (MAXMASK >> i) & 1u ? fmax(v[i], o) : v[i] + o;
-      }
-    }
-  }
-}
-
-// partials[b·K + i] of `blocks` pass-1 blocks → out[i], in a fixed order (one block).
-template <int K, unsigned MAXMASK>
-__global__ void final_reduce_kernel(const double* partials, int blocks, double* out) {
-  double v[K];
-#pragma unroll
-  for (int i = 0; i < K; ++i) v[i] = 0.0;
-  for (int b = threadIdx.x; b < blocks; b += blockDim.x)
-#pragma unroll
-    for (int i = 0; i < K; ++i) {
-      const double p = partials[(size_t)b * K + i];
-      v[i] = (MAXMASK >> i) & 1u ? fmax(v[i], p) : v[i] + p;
-    }
-  block_reduce<K, MAXMASK>(v);
-  if (threadIdx.x == 0)
-#pragma unroll
-    for (int i = 0; i < K; ++i) out[i] = v[i];
 }
 
 template <int K, unsigned MAXMASK>
@@ -394,69 +345,42 @@ __global__ void combine_kernel(const float* S, const float* Y, size_t ld, int ro
 
 // ------------------------------- host side ----------------------------------------------
 
-std::mutex& ops_mutex() {
-  static std::mutex m;
-  return m;
-}
-
-// Grow-only device scratch shared by the ops (held under ops_mutex()).
-double* scratch(size_t count) {
-  static float* buf = nullptr;
-  static size_t cap = 0;  // in doubles
-  if (count > cap) {
-    const size_t want = std::max(count, cap * 2);
-    float* p = device_alloc(want * 2);
-    device_free(buf);
-    buf = p;
-    cap = want;
-  }
-  return reinterpret_cast<double*>(buf);
-}
-
-// Final pass and the one device→host copy of K doubles.
-template <int K, unsigned MAXMASK>
-void finish(double* partials, int blocks, double* out) {
-  double* result = partials + (size_t)blocks * K;
-  cuda::launch(final_reduce_kernel<K, MAXMASK>, dim3(1), dim3(kFinalThreads), 0, nullptr,
-               static_cast<const double*>(partials), blocks, result);
-  CUDA_CHECK(cudaMemcpy(out, result, K * sizeof(double), cudaMemcpyDeviceToHost));
-}
-
 }  // namespace
 
-void lbfgs_project_grad(const float* x, const float* g, float lo, float hi, bool bounded, float* pg,
-                        size_t n, double* out) {
+void lbfgs_project_grad(Workspace& ws, const float* x, const float* g, float lo, float hi,
+                        bool bounded, float* pg, size_t n, double* out) {
   if (n == 0) {
     out[0] = out[1] = out[2] = 0.0;
     return;
   }
-  std::lock_guard<std::mutex> lock(ops_mutex());
+  const auto lock = ws.lock();
   const int blocks = blocks_for(n);
-  double* part = scratch(size_t(blocks + 1) * 3);
+  double* part = ws.get<double>(size_t(blocks + 1) * 3);
   cuda::launch(project_grad_kernel, dim3(blocks), dim3(kThreads), 0, nullptr, x, g,
                Box{lo, hi, bounded}, pg, n, aligned16(x) && aligned16(g) && aligned16(pg), part);
   double r[3];
-  finish<3, 4u>(part, blocks, r);
+  final_reduce<3, 4u>(part, blocks, r);
   out[0] = r[2];
   out[1] = r[0];
   out[2] = r[1];
 }
 
-void lbfgs_update(const float* x0, const float* g0, const float* x1, const float* g1, float lo,
-                  float hi, bool bounded, float* s, float* y, float* pg, size_t n, double* out) {
+void lbfgs_update(Workspace& ws, const float* x0, const float* g0, const float* x1, const float* g1,
+                  float lo, float hi, bool bounded, float* s, float* y, float* pg, size_t n,
+                  double* out) {
   if (n == 0) {
     std::fill(out, out + 5, 0.0);
     return;
   }
-  std::lock_guard<std::mutex> lock(ops_mutex());
+  const auto lock = ws.lock();
   const int blocks = blocks_for(n);
-  double* part = scratch(size_t(blocks + 1) * 5);
+  double* part = ws.get<double>(size_t(blocks + 1) * 5);
   const bool vec = aligned16(x0) && aligned16(g0) && aligned16(x1) && aligned16(g1) &&
                    aligned16(s) && aligned16(y) && aligned16(pg);
   cuda::launch(update_kernel, dim3(blocks), dim3(kThreads), 0, nullptr, x0, g0, x1, g1,
                Box{lo, hi, bounded}, s, y, pg, n, vec, part);
   double r[5];
-  finish<5, 16u>(part, blocks, r);
+  final_reduce<5, 16u>(part, blocks, r);
   out[0] = r[0];
   out[1] = r[1];
   out[2] = r[2];
@@ -464,8 +388,8 @@ void lbfgs_update(const float* x0, const float* g0, const float* x1, const float
   out[4] = r[3];
 }
 
-void lbfgs_dots(const float* S, const float* Y, size_t ld, int rows, int skip, const float* q0,
-                const float* q1, const float* q2, size_t n, double* out) {
+void lbfgs_dots(Workspace& ws, const float* S, const float* Y, size_t ld, int rows, int skip,
+                const float* q0, const float* q1, const float* q2, size_t n, double* out) {
   if (rows <= 0) return;
   if (!q0) throw std::invalid_argument("lbfgs_dots: q0 is required");
   const int nq = 1 + (q1 != nullptr) + (q2 != nullptr);
@@ -476,13 +400,13 @@ void lbfgs_dots(const float* S, const float* Y, size_t ld, int rows, int skip, c
     return;
   }
   if (rows2 > 65535) throw std::invalid_argument("lbfgs_dots: too many history rows");
-  std::lock_guard<std::mutex> lock(ops_mutex());
+  const auto lock = ws.lock();
   int chunks = static_cast<int>(std::min<size_t>((n + kDotChunk - 1) / kDotChunk, kMaxDotChunks));
   size_t chunk = (n + chunks - 1) / chunks;
   chunk = (chunk + 4 * kThreads - 1) / (4 * kThreads) * (4 * kThreads);
   chunks = static_cast<int>((n + chunk - 1) / chunk);
   const size_t partial_count = size_t(rows2) * 3 * chunks;
-  double* part = scratch(partial_count + size_t(nq) * rows2);
+  double* part = ws.get<double>(partial_count + size_t(nq) * rows2);
   double* result = part + partial_count;
   const bool vec = ld % 4 == 0 && aligned16(S) && aligned16(Y) && aligned16(q0) &&
                    (!q1 || aligned16(q1)) && (!q2 || aligned16(q2));
@@ -493,25 +417,25 @@ void lbfgs_dots(const float* S, const float* Y, size_t ld, int rows, int skip, c
   CUDA_CHECK(cudaMemcpy(out, result, size_t(nq) * rows2 * sizeof(double), cudaMemcpyDeviceToHost));
 }
 
-void lbfgs_combine(const float* S, const float* Y, size_t ld, int rows, const double* coef,
-                   const float* x, const float* g, float lo, float hi, bool bounded, float* d,
-                   size_t n, double* out) {
+void lbfgs_combine(Workspace& ws, const float* S, const float* Y, size_t ld, int rows,
+                   const double* coef, const float* x, const float* g, float lo, float hi,
+                   bool bounded, float* d, size_t n, double* out) {
   if (n == 0) {
     out[0] = out[1] = out[2] = 0.0;
     return;
   }
   rows = std::max(rows, 0);
-  std::lock_guard<std::mutex> lock(ops_mutex());
+  const auto lock = ws.lock();
   const int blocks = blocks_for(n);
   const size_t ncoef = size_t(2 * rows + 1);
-  double* part = scratch(size_t(blocks + 1) * 3 + ncoef);
+  double* part = ws.get<double>(size_t(blocks + 1) * 3 + ncoef);
   double* dcoef = part + size_t(blocks + 1) * 3;
   CUDA_CHECK(cudaMemcpy(dcoef, coef, ncoef * sizeof(double), cudaMemcpyHostToDevice));
   const bool vec =
       ld % 4 == 0 && aligned16(S) && aligned16(Y) && aligned16(x) && aligned16(g) && aligned16(d);
   cuda::launch(combine_kernel, dim3(blocks), dim3(kThreads), 0, nullptr, S, Y, ld, rows,
                static_cast<const double*>(dcoef), x, g, Box{lo, hi, bounded}, d, n, vec, part);
-  finish<3, 0u>(part, blocks, out);
+  final_reduce<3, 0u>(part, blocks, out);
 }
 
 void lbfgs_step(const float* x0, const float* d, double t, float lo, float hi, bool bounded,
@@ -523,18 +447,18 @@ void lbfgs_step(const float* x0, const float* d, double t, float lo, float hi, b
                Box{lo, hi, bounded}, x1, n, aligned16(x0) && aligned16(d) && aligned16(x1));
 }
 
-void lbfgs_dir_deriv(const float* x0, const float* d, const float* g, double t, float lo, float hi,
-                     bool bounded, size_t n, double* out) {
+void lbfgs_dir_deriv(Workspace& ws, const float* x0, const float* d, const float* g, double t,
+                     float lo, float hi, bool bounded, size_t n, double* out) {
   if (n == 0) {
     out[0] = out[1] = 0.0;
     return;
   }
-  std::lock_guard<std::mutex> lock(ops_mutex());
+  const auto lock = ws.lock();
   const int blocks = blocks_for(n);
-  double* part = scratch(size_t(blocks + 1) * 2);
+  double* part = ws.get<double>(size_t(blocks + 1) * 2);
   cuda::launch(dir_deriv_kernel, dim3(blocks), dim3(kThreads), 0, nullptr, x0, d, g, (float)t,
                Box{lo, hi, bounded}, n, aligned16(x0) && aligned16(d) && aligned16(g), part);
-  finish<2, 0u>(part, blocks, out);
+  final_reduce<2, 0u>(part, blocks, out);
 }
 
 }  // namespace preimage::kernels

@@ -12,7 +12,7 @@ Layouts: x, dx: `planes` contiguous planes of h×w (the N·C planes of an (N,C,H
                    (terms outside the plane absent). One thread per pixel (grid-stride, 256
                    threads, ≤ 1024 blocks) computes its own term and gathers its gradient from
                    its left and upper neighbours' terms (recomputed, no atomics, deterministic);
-                   one double partial per block, a one-block kernel sums them.
+                   one double partial per block (caller's Workspace), final_reduce sums them.
   alpha_loss_grad  A = Σ_planes Σ_p φ(x_p − μ), μ the plane's mean, φ(d) = |d|^α for α ≥ 2,
                    (d² + ε)^(α/2) for α < 2;  ∂A/∂x_q = φ'(d_q) − (1/P)·Σ_p φ'(d_p).
                    One 512-thread block per plane: block reductions of Σ x, then Σ φ and Σ φ'
@@ -27,12 +27,12 @@ Test: ctest -R objective   (test/test_objective.cpp: vs preimage::cpu, NaN-free 
 */
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/cuda_compat.h"
 #include "kernels/kernels.h"
+#include "kernels/reduce.cuh"
 #include "kernels/texture_tiles.cuh"
 
 namespace preimage::kernels {
@@ -41,31 +41,6 @@ namespace {
 constexpr int kMaxPartials = 1024;
 constexpr int kTvThreads = 256;
 constexpr int kAlphaThreads = 512;
-
-std::mutex& partials_mutex() {
-  static std::mutex m;
-  return m;
-}
-double* partials() {
-  static double* p = reinterpret_cast<double*>(device_alloc(2 * (kMaxPartials + 1)));
-  return p;
-}
-
-__global__ void priors_reduce_final_kernel(double* partials, int count) {
-  __shared__ double red[33];
-  double v = 0.0;
-  for (int i = threadIdx.x; i < count; i += blockDim.x) v += partials[i];
-  v = texture::block_sum_all(v, red);
-  if (threadIdx.x == 0) partials[kMaxPartials] = v;
-}
-
-double finish_sum(int count) {
-  cuda::launch(priors_reduce_final_kernel, dim3(1), dim3(1024), 0, nullptr, partials(), count);
-  double result = 0.0;
-  copy_d2h(reinterpret_cast<float*>(&result),
-           reinterpret_cast<const float*>(partials() + kMaxPartials), 2);
-  return result;
-}
 
 // w·a and w·b of pixel (i, j) of plane xp, w = β·r^(β/2−1); *val = r^(β/2) when val is given.
 __device__ __forceinline__ void tv_terms(const float* __restrict__ xp, int i, int j, int h, int w,
@@ -109,7 +84,7 @@ __global__ void tv_loss_grad_kernel(const float* __restrict__ x, float* __restri
       dx[e] += grad_scale * g;
     }
   }
-  acc = texture::block_sum_all(acc, red);
+  acc = block_sum_all(acc, red);
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
@@ -131,7 +106,7 @@ __global__ void alpha_loss_grad_kernel(const float* __restrict__ x, float* __res
   const bool smooth = alpha < 2.f;
   double s = 0.0;
   for (long long q = threadIdx.x; q < plane; q += blockDim.x) s += xp[q];
-  s = texture::block_sum_all(s, red);
+  s = block_sum_all(s, red);
   const float mean = (float)(s / (double)plane);
   double val = 0.0, dsum = 0.0;
   for (long long q = threadIdx.x; q < plane; q += blockDim.x) {
@@ -139,8 +114,8 @@ __global__ void alpha_loss_grad_kernel(const float* __restrict__ x, float* __res
     val += (double)alpha_phi(d, alpha, eps, smooth);
     dsum += (double)alpha_dphi(d, alpha, eps, smooth);
   }
-  val = texture::block_sum_all(val, red);
-  dsum = texture::block_sum_all(dsum, red);
+  val = block_sum_all(val, red);
+  dsum = block_sum_all(dsum, red);
   if (grad_scale != 0.f) {
     const float dmean = (float)(dsum / (double)plane);
     for (long long q = threadIdx.x; q < plane; q += blockDim.x)
@@ -151,32 +126,34 @@ __global__ void alpha_loss_grad_kernel(const float* __restrict__ x, float* __res
 
 }  // namespace
 
-double tv_loss_grad(const float* x, float* dx, int planes, int h, int w, float beta, float eps,
-                    float grad_scale) {
+double tv_loss_grad(Workspace& ws, const float* x, float* dx, int planes, int h, int w, float beta,
+                    float eps, float grad_scale) {
   if (planes < 0 || h < 0 || w < 0) throw std::invalid_argument("tv_loss_grad: negative sizes");
   if (!(beta >= 1.f)) throw std::invalid_argument("tv_loss_grad: beta must be >= 1");
   const long long total = (long long)planes * h * w;
   if (total == 0) return 0.0;
-  std::lock_guard<std::mutex> lock(partials_mutex());
+  const auto lock = ws.lock();
+  double* partials = ws.get<double>(kMaxPartials + 1);
   const int blocks = int(std::min<long long>((total + kTvThreads - 1) / kTvThreads, kMaxPartials));
   cuda::launch(tv_loss_grad_kernel, dim3(blocks), dim3(kTvThreads), 0, nullptr, x, dx, total, h, w,
-               beta, eps, grad_scale, partials());
-  return finish_sum(blocks);
+               beta, eps, grad_scale, partials);
+  return final_sum(partials, blocks);
 }
 
-double alpha_loss_grad(const float* x, float* dx, int planes, size_t plane, float alpha, float eps,
-                       float grad_scale) {
+double alpha_loss_grad(Workspace& ws, const float* x, float* dx, int planes, size_t plane,
+                       float alpha, float eps, float grad_scale) {
   if (planes < 0) throw std::invalid_argument("alpha_loss_grad: negative plane count");
   if (!(alpha >= 1.f)) throw std::invalid_argument("alpha_loss_grad: alpha must be >= 1");
   if (planes == 0 || plane == 0) return 0.0;
-  std::lock_guard<std::mutex> lock(partials_mutex());
+  const auto lock = ws.lock();
+  double* partials = ws.get<double>(kMaxPartials + 1);
   double total = 0.0;
   for (int p0 = 0; p0 < planes; p0 += kMaxPartials) {
     const int count = std::min(kMaxPartials, planes - p0);
     cuda::launch(alpha_loss_grad_kernel, dim3(count), dim3(kAlphaThreads), 0, nullptr,
                  x + size_t(p0) * plane, dx + size_t(p0) * plane, (long long)plane, alpha, eps,
-                 grad_scale, partials());
-    total += finish_sum(count);
+                 grad_scale, partials);
+    total += final_sum(partials, count);
   }
   return total;
 }

@@ -31,6 +31,7 @@ doubles, one slot per grid row) and the final reduction.
 #pragma once
 
 #include "kernels/cuda_compat.h"
+#include "kernels/reduce.cuh"
 
 namespace preimage::kernels::texture {
 
@@ -46,45 +47,6 @@ __device__ __forceinline__ int swz(int k, int r) {
 // Start of the 4-float group g of row k.
 __device__ __forceinline__ int swz4(int k, int g) {
   return k * kTile + ((g ^ ((k >> 2) & 7)) << 2);
-}
-
-// Sum of v over the block, returned to every thread; blockDim.x a multiple of 32 (≤ 1024);
-// scratch: __shared__ double[33]. Safe to call repeatedly with the same scratch.
-__device__ __forceinline__ double block_sum_all(double v, double* scratch) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  __syncthreads();  // a previous call may still be reading scratch
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    const int warps = blockDim.x / 32;
-    double w = lane < warps ? scratch[lane] : 0.0;
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) w += __shfl_down_sync(0xffffffffu, w, off);
-    if (lane == 0) scratch[32] = w;
-  }
-  __syncthreads();
-  return scratch[32];
-}
-
-// Maximum of v over the block, returned to every thread; scratch: __shared__ float[33].
-__device__ __forceinline__ float block_max_all(float v, float* scratch) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, off));
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    const int warps = blockDim.x / 32;
-    float w = lane < warps ? scratch[lane] : scratch[0];
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) w = fmaxf(w, __shfl_down_sync(0xffffffffu, w, off));
-    if (lane == 0) scratch[32] = w;
-  }
-  __syncthreads();
-  return scratch[32];
 }
 
 // Tile (bi, bj) of the grid index: the upper triangle in row-major order when SYM.

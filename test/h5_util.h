@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/h5_util.h"
+#include "engine/io/h5_util.h"
 #include "preimage/tensor.h"
 #include "test/temp_dir.h"
 

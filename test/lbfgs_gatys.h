@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "preimage/lbfgs.h"
 #include "preimage/network.h"
 #include "preimage/objective.h"

@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "preimage/error.h"
 #include "preimage/lbfgs.h"
 #include "test/lbfgs_gatys.h"

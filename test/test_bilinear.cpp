@@ -128,6 +128,7 @@ TEST_CASE("bilinear pooling backward kernel vs cpu", "[bilinear][kernels]") {
 }
 
 TEST_CASE("bilinear signed sqrt and normalization kernels vs cpu", "[bilinear][kernels]") {
+  preimage::kernels::Workspace ws;  // the launchers' device scratch
   for (size_t n : {size_t(1), size_t(4225), size_t(70001)}) {
     auto b = random_vector(n, 800 + n, -0.3f, 0.3f);
     if (n > 10) b[3] = 0.f;  // sign(0) = +1
@@ -144,22 +145,23 @@ TEST_CASE("bilinear signed sqrt and normalization kernels vs cpu", "[bilinear][k
     for_each_schedule([&](const char* order) {
       INFO("n=" << n << " " << order);
       d_y.upload(nan_vector(n));
-      CHECK(kernels::bilinear_ssqrt_fwd(d_b.get(), d_y.get(), n, kEps) ==
+      CHECK(kernels::bilinear_ssqrt_fwd(ws, d_b.get(), d_y.get(), n, kEps) ==
             Approx(n2_ref).epsilon(1e-12));
       CHECK(max_rel_error(d_y.download(), y_ref) == 0.0);
       d_db.upload(nan_vector(n));
-      CHECK(kernels::bilinear_ssqrt_bwd(d_y.get(), d_zt.get(), nullptr, d_db.get(), n, norm, zg,
+      CHECK(kernels::bilinear_ssqrt_bwd(ws, d_y.get(), d_zt.get(), nullptr, d_db.get(), n, norm, zg,
                                         0.5f) == Approx(loss_ref).epsilon(1e-12));
       CHECK(max_rel_error(d_db.download(), db_ref) <= 1e-6);
       d_db.upload(nan_vector(n));
-      CHECK(kernels::bilinear_ssqrt_bwd(d_y.get(), nullptr, d_dz.get(), d_db.get(), n, norm, zg2,
-                                        2.f) == 0.0);
+      CHECK(kernels::bilinear_ssqrt_bwd(ws, d_y.get(), nullptr, d_dz.get(), d_db.get(), n, norm,
+                                        zg2, 2.f) == 0.0);
       CHECK(max_rel_error(d_db.download(), db2_ref) <= 1e-6);
     });
   }
 }
 
 TEST_CASE("bilinear softmax cross-entropy kernel vs cpu", "[bilinear][kernels]") {
+  preimage::kernels::Workspace ws;  // the launchers' device scratch
   for (int k : {1, 7, 1001}) {
     const auto s = random_vector(size_t(k), 40 + k, -5.f, 5.f);
     const int target = k / 2;
@@ -169,7 +171,7 @@ TEST_CASE("bilinear softmax cross-entropy kernel vs cpu", "[bilinear][kernels]")
     for_each_schedule([&](const char* order) {
       INFO("k=" << k << " " << order);
       d_ds.upload(nan_vector(k));
-      CHECK(kernels::softmax_xent_loss_grad(d_s.get(), d_ds.get(), k, target, 0.7f) ==
+      CHECK(kernels::softmax_xent_loss_grad(ws, d_s.get(), d_ds.get(), k, target, 0.7f) ==
             Approx(loss_ref).epsilon(1e-9).margin(1e-12));
       CHECK(max_rel_error(d_ds.download(), ds_ref) <= 1e-6);
     });

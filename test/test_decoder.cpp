@@ -1,7 +1,7 @@
-// Up-convolutional decoder (engine/decoder.cpp): parameter and input gradients against central
-// differences of its own forward pass, the CUDA backend (kernels on the host simulator) against
-// the CPU through forward/backward/Adam, a few Adam steps reducing a loss, file round trips, and
-// the errors for incompatible layers/weights and for files that are not decoders.
+// Up-convolutional decoder (engine/features/decoder/decoder.cpp): parameter and input gradients
+// against central differences of its own forward pass, the CUDA backend (kernels on the host
+// simulator) against the CPU through forward/backward/Adam, a few Adam steps reducing a loss, file
+// round trips, and the errors for incompatible layers/weights and for files that are not decoders.
 #include <unistd.h>
 #include <catch2/catch.hpp>
 #include <cmath>

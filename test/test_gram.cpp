@@ -100,6 +100,7 @@ TEST_CASE("gram fused kernel vs cpu", "[gram][kernels]") {
 }
 
 TEST_CASE("gram loss gradient kernel vs cpu", "[gram][kernels]") {
+  preimage::kernels::Workspace ws;  // the launchers' device scratch
   for (const GramShape& s : kShapes) {
     const int m = s.h * s.w, c = s.c;
     const auto f = random_vector(size_t(c) * m, 2000 + c + m, 0.f, 1.f);
@@ -117,8 +118,8 @@ TEST_CASE("gram loss gradient kernel vs cpu", "[gram][kernels]") {
       run_orders(v, [&](const char* order) {
         INFO(describe(s) << " v" << v << " " << order);
         d_df.upload(seed);
-        const double loss =
-            kernels::gram_loss_grad(d_f.get(), d_g.get(), d_gt.get(), d_df.get(), c, m, scale, v);
+        const double loss = kernels::gram_loss_grad(ws, d_f.get(), d_g.get(), d_gt.get(),
+                                                    d_df.get(), c, m, scale, v);
         CHECK(loss == Approx(loss_ref).epsilon(kTol));
         CHECK(max_rel_error(d_df.download(), ref) <= kTol);
       });

@@ -1,4 +1,4 @@
-// HOG / dense SIFT (engine/cpu/hog.cpp, kernels/hog.cu, engine/hog.cpp).
+// HOG / dense SIFT (engine/cpu/hog.cpp, kernels/hog.cu, engine/features/descriptors/hog.cpp).
 //
 // Gradient checks: every op's backward against central differences of its forward, in double
 // (the CPU reference is templated), on random odd-sized inputs: f(x) = Σ r·op(x) for a random r,

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include <stb/stb_image_write.h>  // implementation compiled in engine/image.cpp
+#include <stb/stb_image_write.h>  // implementation compiled in engine/io/image.cpp
 
 #include "preimage/atomic_file.h"
 #include "preimage/error.h"

@@ -134,6 +134,7 @@ TEST_CASE("kernels channel_affine vs cpu", "[kernels][elementwise]") {
 }
 
 TEST_CASE("kernels dot sum sum_squares vs cpu", "[kernels][elementwise]") {
+  preimage::kernels::Workspace ws;  // the launchers' device scratch
   const size_t n = GENERATE(from_range(std::begin(kCounts), std::end(kCounts)));
   const size_t off = GENERATE(0, 1);
   INFO("count " << n << " offset " << off);
@@ -146,11 +147,11 @@ TEST_CASE("kernels dot sum sum_squares vs cpu", "[kernels][elementwise]") {
   db.upload(b);
   for_each_schedule([&](const char* order) {
     INFO(order << " order");
-    CHECK(rel(kernels::dot(da.get(), db.get(), n), want_dot) <= kTol);
-    CHECK(rel(kernels::sum(da.get(), n), want_sum) <= kTol);
-    CHECK(rel(kernels::sum_squares(da.get(), n), want_sq) <= kTol);
+    CHECK(rel(kernels::dot(ws, da.get(), db.get(), n), want_dot) <= kTol);
+    CHECK(rel(kernels::sum(ws, da.get(), n), want_sum) <= kTol);
+    CHECK(rel(kernels::sum_squares(ws, da.get(), n), want_sq) <= kTol);
   });
-  CHECK(kernels::sum(da.get(), 0) == 0.0);
+  CHECK(kernels::sum(ws, da.get(), 0) == 0.0);
 }
 
 TEST_CASE("kernels device_alloc copy_h2d copy_d2h copy_d2d round trip", "[kernels][runtime]") {

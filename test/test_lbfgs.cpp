@@ -1,4 +1,4 @@
-// Native L-BFGS (engine/lbfgs.cpp, kernels/lbfgs.cu, engine/cpu/lbfgs_ops.cpp):
+// Native L-BFGS (engine/core/lbfgs.cpp, kernels/lbfgs.cu, engine/cpu/lbfgs_ops.cpp):
 // - every vector op, CPU vs simulated CUDA vs a double-precision host reference, on odd sizes
 //   (chunk and float4 tails), aligned and unaligned pointers, NaN-prefilled outputs and NaN rows
 //   that must not be read, under the three simulator thread orders;
@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/backend.h"
+#include "engine/core/backend.h"
+#include "engine/core/lbfgs_line_search.h"
 #include "engine/cpu/cpu_ops.h"
-#include "engine/lbfgs_line_search.h"
 #include "kernels/kernels.h"
 #include "preimage/error.h"
 #include "preimage/lbfgs.h"
@@ -82,6 +82,7 @@ struct Dev {
 
 TEST_CASE("lbfgs ops project_grad, update, step, dir_deriv: cpu vs cuda vs reference",
           "[lbfgs][kernels]") {
+  preimage::kernels::Workspace ws;  // the launchers' device scratch
   const size_t n = GENERATE(1, 7, 1001, 4099, 20011);
   const bool bounded = GENERATE(false, true);
   const size_t shift = GENERATE(0, 1);
@@ -159,12 +160,12 @@ TEST_CASE("lbfgs ops project_grad, update, step, dir_deriv: cpu vs cuda vs refer
     Dev pg(nan_vector(n), shift), s(nan_vector(n), shift), y(nan_vector(n), shift),
         xo(nan_vector(n), shift);
     double o3[3], o5[5], o2[2];
-    kernels::lbfgs_project_grad(dx0.get(), dg0.get(), lo, hi, bounded, pg.get(), n, o3);
+    kernels::lbfgs_project_grad(ws, dx0.get(), dg0.get(), lo, hi, bounded, pg.get(), n, o3);
     CHECK(pg.download() == pg_ref);
     CHECK(o3[0] == pmax);
     check_close(o3[1], pss, pss);
     CHECK(o3[2] == bad);
-    kernels::lbfgs_update(dx0.get(), dg0.get(), dx1.get(), dg1.get(), lo, hi, bounded, s.get(),
+    kernels::lbfgs_update(ws, dx0.get(), dg0.get(), dx1.get(), dg1.get(), lo, hi, bounded, s.get(),
                           y.get(), pg.get(), n, o5);
     const auto sv = s.download(), yv = y.download();
     CHECK(std::memcmp(sv.data(), s_ref.data(), n * 4) == 0);
@@ -178,15 +179,16 @@ TEST_CASE("lbfgs ops project_grad, update, step, dir_deriv: cpu vs cuda vs refer
     CHECK(o5[3] == pmax1);
     kernels::lbfgs_step(dx0.get(), dd.get(), t, lo, hi, bounded, xo.get(), n);
     CHECK(xo.download() == x1_ref);
-    kernels::lbfgs_dir_deriv(dx0.get(), dd.get(), dg0.get(), t, lo, hi, bounded, n, o2);
+    kernels::lbfgs_dir_deriv(ws, dx0.get(), dd.get(), dg0.get(), t, lo, hi, bounded, n, o2);
     check_close(o2[0], der, der_abs);
     CHECK(o2[1] == 0);
-    kernels::lbfgs_dir_deriv(dx0.get(), dd.get(), dg1.get(), t, lo, hi, bounded, n, o2);
+    kernels::lbfgs_dir_deriv(ws, dx0.get(), dd.get(), dg1.get(), t, lo, hi, bounded, n, o2);
     CHECK(o2[1] == bad1);
   });
 }
 
 TEST_CASE("lbfgs ops dots and combine: cpu vs cuda vs reference", "[lbfgs][kernels]") {
+  preimage::kernels::Workspace ws;  // the launchers' device scratch
   const size_t n = GENERATE(1, 7, 1001, 4099, 20011);
   const bool bounded = GENERATE(false, true);
   const size_t shift = GENERATE(0, 1);
@@ -268,12 +270,12 @@ TEST_CASE("lbfgs ops dots and combine: cpu vs cuda vs reference", "[lbfgs][kerne
         dg(g, shift), dd_(nan_vector(n), shift);
     for (int nq = 1; nq <= 3; ++nq) {
       std::vector<double> out(3 * 2 * R, std::nan(""));
-      kernels::lbfgs_dots(dS.get(), dY.get(), ld, R, skip, d0.get(), nq > 1 ? d1.get() : nullptr,
-                          nq > 2 ? d2.get() : nullptr, n, out.data());
+      kernels::lbfgs_dots(ws, dS.get(), dY.get(), ld, R, skip, d0.get(),
+                          nq > 1 ? d1.get() : nullptr, nq > 2 ? d2.get() : nullptr, n, out.data());
       check_dots(out, nq);
     }
     double o[3];
-    kernels::lbfgs_combine(dS.get(), dY.get(), ld, R, coef.data(), dx.get(), dg.get(), 0.f, 1.f,
+    kernels::lbfgs_combine(ws, dS.get(), dY.get(), ld, R, coef.data(), dx.get(), dg.get(), 0.f, 1.f,
                            bounded, dd_.get(), n, o);
     CHECK(max_rel_error(dd_.download(), d_ref) <= 1e-6);
     check_close(o[0], gd, gd_abs, 1e-6);

@@ -129,6 +129,7 @@ TEST_CASE("objective alpha prior gradient", "[objective][grad]") {
 // Values: sums of 37K float terms; the per-pixel powf/contraction can differ by an ulp between
 // the two builds, hence 1e-8 relative on the sums.
 TEST_CASE("objective prior kernels vs cpu", "[objective][kernels]") {
+  preimage::kernels::Workspace ws;  // the launchers' device scratch
   const int planes = 6, h = 67, w = 93;
   const size_t n = size_t(planes) * h * w;
   const auto x = random_vector(n, 81, 0.f, 1.f);
@@ -140,7 +141,7 @@ TEST_CASE("objective prior kernels vs cpu", "[objective][kernels]") {
     for_each_schedule([&](const char* order) {
       INFO("tv beta " << beta << " " << order);
       d_g.upload(seed);
-      CHECK(kernels::tv_loss_grad(d_x.get(), d_g.get(), planes, h, w, beta, 1e-4f, 0.3f) ==
+      CHECK(kernels::tv_loss_grad(ws, d_x.get(), d_g.get(), planes, h, w, beta, 1e-4f, 0.3f) ==
             Approx(v_ref).epsilon(1e-8));
       CHECK(max_rel_error(d_g.download(), ref) <= 1e-6);
     });
@@ -152,7 +153,7 @@ TEST_CASE("objective prior kernels vs cpu", "[objective][kernels]") {
     for_each_schedule([&](const char* order) {
       INFO("alpha " << alpha << " " << order);
       d_g.upload(seed);
-      CHECK(kernels::alpha_loss_grad(d_x.get(), d_g.get(), planes, size_t(h) * w, alpha, 1e-4f,
+      CHECK(kernels::alpha_loss_grad(ws, d_x.get(), d_g.get(), planes, size_t(h) * w, alpha, 1e-4f,
                                      0.7f) == Approx(v_ref).epsilon(1e-8));
       CHECK(max_rel_error(d_g.download(), ref) <= 1e-6);
     });

@@ -1,5 +1,6 @@
 // CPU transposed convolution (PyTorch ConvTranspose2d layout, w: (C,O,K,K)) and leaky ReLU, the
-// ops of the up-convolutional decoders (engine/decoder.cpp). Paired with kernels/conv_transpose.cu.
+// ops of the up-convolutional decoders (engine/features/decoder/decoder.cpp). Paired with
+// kernels/conv_transpose.cu.
 //
 // With X the batch's input as a (C, N·H·W) matrix (images side by side) and W the weights as
 // (C, O·K·K), one sgemm per op for the whole batch:

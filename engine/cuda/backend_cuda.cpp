@@ -3,8 +3,7 @@
 // host simulator in the tests.
 #include <string>
 
-#include "engine/backend.h"
-#include "engine/backend_forward.h"
+#include "engine/core/backend.h"
 #include "kernels/kernels.h"
 
 namespace preimage {
@@ -21,54 +20,16 @@ class CudaBackend final : public Backend {
     if (d != s) kernels::copy_d2d(d, s, n);
   }
   void synchronize() override { kernels::synchronize(); }
-  PREIMAGE_BACKEND_FORWARD_OPS(kernels)
-  void hog_cells_fwd(const float* x, float* hist, const HogCellShape& s) override {
-    kernels::hog_cells_fwd(x, hist, s);
+
+#define PREIMAGE_OP(ret, name, params, args, tag, test)     \
+  ret name params override {                                \
+    return kernels::name PREIMAGE_OP_KARGS(tag, ws_, args); \
   }
-  void hog_cells_bwd(const float* x, const float* dhist, float* dx,
-                     const HogCellShape& s) override {
-    kernels::hog_cells_bwd(x, dhist, dx, s);
-  }
-  void hog_block_fwd(const float* hist, float* y, const HogBlockShape& s) override {
-    kernels::hog_block_fwd(hist, y, s);
-  }
-  void hog_block_bwd(const float* hist, const float* dy, float* dhist,
-                     const HogBlockShape& s) override {
-    kernels::hog_block_bwd(hist, dy, dhist, s);
-  }
-  void hog_uoctti_fwd(const float* hist, float* y, const HogUocttiShape& s) override {
-    kernels::hog_uoctti_fwd(hist, y, s);
-  }
-  void hog_uoctti_bwd(const float* hist, const float* dy, float* dhist,
-                      const HogUocttiShape& s) override {
-    kernels::hog_uoctti_bwd(hist, dy, dhist, s);
-  }
-  void search_distances(const float* q, const float* e, float* dist, int nq, int ne, int dim,
-                        const int* seg_offsets, int nseg) override {
-    kernels::search_distances(q, e, dist, nq, ne, dim, seg_offsets, nseg);
-  }
-  void conv_transpose_fwd(const float* x, const float* w, const float* b, float* y,
-                          const ConvTransposeShape& s) override {
-    kernels::conv_transpose_fwd(x, w, b, y, s);
-  }
-  void conv_transpose_bwd_data(const float* dy, const float* w, float* dx,
-                               const ConvTransposeShape& s) override {
-    kernels::conv_transpose_bwd_data(dy, w, dx, s);
-  }
-  void conv_transpose_bwd_filter(const float* x, const float* dy, float* dw, float* db,
-                                 const ConvTransposeShape& s, bool accumulate) override {
-    kernels::conv_transpose_bwd_filter(x, dy, dw, db, s, accumulate);
-  }
-  void leaky_relu_fwd(const float* x, float* y, size_t n, float slope) override {
-    kernels::leaky_relu_fwd(x, y, n, slope);
-  }
-  void leaky_relu_bwd(const float* y, const float* dy, float* dx, size_t n, float slope) override {
-    kernels::leaky_relu_bwd(y, dy, dx, n, slope);
-  }
-  void adam_update(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
-                   float beta2, float eps, long step, float grad_scale) override {
-    kernels::adam_update(p, g, m, v, n, lr, beta1, beta2, eps, step, grad_scale);
-  }
+#include "kernels/ops.def"
+#undef PREIMAGE_OP
+
+ private:
+  kernels::Workspace ws_;  // the reductions' device scratch, shared by every op of this backend
 };
 
 }  // namespace

@@ -1,7 +1,7 @@
 // CUDA backend of a build without nvcc: there is none, and device selection says why.
 #include <string>
 
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 
 namespace preimage {
 

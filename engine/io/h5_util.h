@@ -178,9 +178,8 @@ class File {
 };
 
 // In a probe child rehearsing a read (preimage/hdf5_probe.h): whether this process is one, and
-// ending it ("done": the caller got past every HDF5 read it makes before this point). The CUDA
-// dispatch point ends the rehearsal: device work is not for a forked child (the simulator's
-// workers and a real CUDA context do not survive fork).
+// ending it ("done": the caller got past every HDF5 read it makes before this point). The child
+// sets the core's device-use hook to end_rehearsal, so the CUDA dispatch point ends it.
 bool rehearsing();
 [[noreturn]] void end_rehearsal();
 

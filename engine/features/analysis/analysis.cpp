@@ -11,7 +11,7 @@
 #include <numeric>
 #include <random>
 
-#include "engine/h5_util.h"
+#include "engine/io/h5_util.h"
 #include "preimage/atomic_file.h"
 #include "preimage/error.h"
 #include "preimage/image.h"

@@ -10,16 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "engine/backend.h"
+#include "engine/core/backend.h"
+#include "engine/core/ensure.h"
 #include "preimage/descriptors.h"
 #include "preimage/error.h"
 
 namespace preimage {
 namespace {
-
-void ensure(Tensor& t, const Shape& s, Device d) {
-  if (t.shape() != s || t.device() != d || (t.empty() && s.numel() != 0)) t = Tensor(s, d);
-}
 
 HogCellShape cell_shape(const DescriptorOptions& o, const Shape& image) {
   HogCellShape s;

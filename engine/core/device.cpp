@@ -1,15 +1,13 @@
-// Device selection and the dispatch point backend(Device).
+// Device selection: names, availability, --device parsing (the dispatch is
+// engine/core/backend.cpp).
 #include "preimage/device.h"
 
 #include <string>
 
-#include "engine/backend.h"
-#include "engine/h5_util.h"
+#include "engine/core/backend.h"
 #include "preimage/error.h"
 
 namespace preimage {
-
-Backend* cpu_backend_instance();  // engine/cpu/backend_cpu.cpp
 
 const char* device_name(Device d) {
   return d == Device::CPU ? "cpu" : "cuda";
@@ -33,15 +31,6 @@ Device resolve_device(std::string_view spec) {
     return Device::CUDA;
   }
   throw Error("--device: expected auto, cpu or cuda, got '" + std::string(spec) + "'");
-}
-
-Backend& backend(Device d) {
-  if (d == Device::CPU) return *cpu_backend_instance();
-  if (h5::rehearsing()) h5::end_rehearsal();  // no device work in a forked probe child
-  std::string reason;
-  Backend* b = cuda_backend(&reason);
-  require(b != nullptr, "CUDA backend unavailable: " + reason);
-  return *b;
 }
 
 }  // namespace preimage

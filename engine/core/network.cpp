@@ -13,7 +13,8 @@
 #include <cmath>
 #include <set>
 
-#include "engine/backend.h"
+#include "engine/core/backend.h"
+#include "engine/core/ensure.h"
 #include "preimage/error.h"
 
 namespace preimage {
@@ -75,10 +76,6 @@ ChannelAffine transpose_preprocess(const ChannelAffine& a) {
     t.shift[a.perm[c]] = 0.f;
   }
   return t;
-}
-
-void ensure(Tensor& t, const Shape& s, Device d) {
-  if (t.shape() != s || t.device() != d || t.empty() != (s.numel() == 0)) t = Tensor(s, d);
 }
 
 }  // namespace

@@ -9,16 +9,13 @@
 #include <set>
 #include <utility>
 
-#include "engine/backend.h"
+#include "engine/core/backend.h"
+#include "engine/core/ensure.h"
 #include "preimage/error.h"
 
 namespace preimage {
 
 namespace {
-
-void ensure(Tensor& t, const Shape& s, Device d) {
-  if (t.shape() != s || t.device() != d || (t.empty() && s.numel() != 0)) t = Tensor(s, d);
-}
 
 // A tensor kept where it is needed: moved to d on first use there.
 const Tensor& on_device(Tensor& t, Device d) {

@@ -18,7 +18,7 @@
 #include <immintrin.h>
 #endif
 
-#include "engine/h5_util.h"
+#include "engine/io/h5_util.h"
 #include "preimage/atomic_file.h"
 #include "preimage/error.h"
 #include "preimage/network.h"

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "engine/backend.h"
+#include "engine/core/backend.h"
 #include "preimage/error.h"
 
 namespace preimage {

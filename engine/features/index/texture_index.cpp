@@ -17,9 +17,10 @@
 #include <set>
 #include <thread>
 
-#include "engine/backend.h"
-#include "engine/fnv_hash.h"
-#include "engine/h5_util.h"
+#include "engine/core/backend.h"
+#include "engine/core/strings.h"
+#include "engine/io/fnv_hash.h"
+#include "engine/io/h5_util.h"
 #include "preimage/atomic_file.h"
 #include "preimage/error.h"
 #include "preimage/image.h"
@@ -124,12 +125,6 @@ void from_stored(const unsigned char* in, size_t n, bool half, float* out) {
     std::memcpy(&h, in + 2 * i, 2);
     out[i] = half_to_float(h);
   }
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
-  return s;
 }
 
 std::string absolute_path(const std::string& p) {

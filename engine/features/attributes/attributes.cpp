@@ -15,9 +15,10 @@
 #include <set>
 #include <sstream>
 
-#include "engine/backend.h"
-#include "engine/fnv_hash.h"
-#include "engine/h5_util.h"
+#include "engine/core/backend.h"
+#include "engine/core/strings.h"
+#include "engine/io/h5_util.h"
+#include "engine/io/weights_hash.h"
 #include "preimage/atomic_file.h"
 #include "preimage/error.h"
 #include "preimage/image.h"
@@ -30,12 +31,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kFormat = "preimage-attribute-classifier 1";
-
-std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-  return out;
-}
 
 // Regular, non-hidden files of a folder, sorted.
 std::vector<std::string> files_of(const fs::path& dir) {
@@ -148,27 +143,10 @@ std::string weights_fingerprint(const Network& net, const std::vector<std::strin
     for (size_t i = 0; i < all.size(); ++i)
       if (all[i].name == l) deepest = std::max(deepest, int(i));
   require(deepest >= 0, "weights fingerprint: none of the layers is in the network");
-  const Weights& w = net.weights();
-  Fnv f;
-  f.add(w.preprocess.color_order);
-  f.add(&w.preprocess.value_range, sizeof(float));
-  f.add(w.preprocess.mean, sizeof w.preprocess.mean);
-  f.add(w.preprocess.std, sizeof w.preprocess.std);
-  for (int i = 0; i <= deepest; ++i) {
-    if (all[size_t(i)].kind != LayerKind::Conv) continue;
-    const std::string& name = all[size_t(i)].name;
-    auto it = w.layers.find(name);
-    require(it != w.layers.end(), "weights fingerprint: the weights lack layer '" + name + "'");
-    f.add(name);
-    for (const Tensor* t : {&it->second.weight, &it->second.bias}) {
-      const Shape s = t->shape();
-      const int dims[4] = {s.n, s.c, s.h, s.w};
-      f.add(dims, sizeof dims);
-      const std::vector<float> v = t->to_vector();
-      f.add(v.data(), v.size() * sizeof(float));
-    }
-  }
-  return hex64(f.h);
+  std::vector<std::string> hashed;
+  for (int i = 0; i <= deepest; ++i)
+    if (all[size_t(i)].kind == LayerKind::Conv) hashed.push_back(all[size_t(i)].name);
+  return weights_hash(net.weights(), hashed, WeightsHashLayout::Tagged, "", "weights fingerprint");
 }
 
 // ---- datasets --------------------------------------------------------------------------------
@@ -455,7 +433,7 @@ int attribute_index(const AttributeClassifier& c, const std::string& name) {
   for (size_t i = 0; i < c.classes.size(); ++i)
     if (c.classes[i] == name) return int(i);
   throw Error("--attribute: unknown attribute '" + name +
-              "'; the classifier knows: " + join(c.classes) + " (or 'all')");
+              "'; the classifier knows: " + join(c.classes, ", ") + " (or 'all')");
 }
 
 void check_attribute_classifier(const AttributeClassifier& c, const Network& net,
@@ -467,7 +445,7 @@ void check_attribute_classifier(const AttributeClassifier& c, const Network& net
   try {
     ch = bcnn_layer_channels(net, c.features.layers);
   } catch (const Error& e) {
-    throw Error(what + ": its layers (" + join(c.features.layers) +
+    throw Error(what + ": its layers (" + join(c.features.layers, ", ") +
                 ") do not fit this network: " + e.what());
   }
   for (size_t l = 0; l < ch.size(); ++l)

@@ -1,7 +1,7 @@
 // Moré–Thuente line search: a C++ transcription of MINPACK-2's dcsrch and dcstep (J. J. Moré and
 // D. J. Thuente, "Line search algorithms with guaranteed sufficient decrease", ACM TOMS 20, 1994),
 // the version L-BFGS-B 3.0 ships. Variable names follow the Fortran so the two can be compared.
-#include "engine/lbfgs_line_search.h"
+#include "engine/core/lbfgs_line_search.h"
 
 #include <algorithm>
 #include <cmath>

@@ -8,8 +8,11 @@
 #include <cstring>
 #include <random>
 
-#include "engine/backend.h"
-#include "engine/h5_util.h"
+#include "engine/core/backend.h"
+#include "engine/core/ensure.h"
+#include "engine/io/fnv_hash.h"
+#include "engine/io/h5_util.h"
+#include "engine/io/weights_hash.h"
 #include "preimage/atomic_file.h"
 #include "preimage/error.h"
 
@@ -70,19 +73,6 @@ Shape out_shape(const DLayer& l, const Shape& x) {
   return {x.n, l.out, s.ho(), s.wo()};
 }
 
-void ensure(Tensor& t, const Shape& s, Device d) {
-  if (t.shape() != s || t.device() != d || t.empty()) t = Tensor(s, d);
-}
-
-uint64_t fnv(uint64_t h, const void* data, size_t bytes) {
-  const unsigned char* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < bytes; ++i) {
-    h ^= p[i];
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 }  // namespace
 
 int DecoderConfig::ups() const {
@@ -104,29 +94,13 @@ std::string features_hash(const Weights& w, const std::string& layer) {
   bool found = false;
   for (const auto& l : layers) found = found || l.name == layer;
   require(found, "unknown layer '" + layer + "' for " + std::string(arch_name(w.arch)));
-  uint64_t h = 1469598103934665603ull;
-  const std::string an = arch_name(w.arch);
-  h = fnv(h, an.data(), an.size());
-  h = fnv(h, w.preprocess.color_order.data(), w.preprocess.color_order.size());
-  h = fnv(h, &w.preprocess.value_range, sizeof(float));
-  h = fnv(h, w.preprocess.mean, sizeof(w.preprocess.mean));
-  h = fnv(h, w.preprocess.std, sizeof(w.preprocess.std));
+  std::vector<std::string> hashed;
   for (const auto& l : layers) {
-    if (l.kind == LayerKind::Conv || l.kind == LayerKind::Linear) {
-      auto it = w.layers.find(l.name);
-      require(it != w.layers.end(),
-              "weights lack layer '" + l.name + "' needed for '" + layer + "'");
-      const std::vector<float> wv = it->second.weight.to_vector();
-      const std::vector<float> bv = it->second.bias.to_vector();
-      h = fnv(h, l.name.data(), l.name.size());
-      h = fnv(h, wv.data(), wv.size() * sizeof(float));
-      h = fnv(h, bv.data(), bv.size() * sizeof(float));
-    }
+    if (l.kind == LayerKind::Conv || l.kind == LayerKind::Linear) hashed.push_back(l.name);
     if (l.name == layer) break;
   }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  return weights_hash(w, hashed, WeightsHashLayout::Plain, arch_name(w.arch),
+                      "decoder features '" + layer + "'");
 }
 
 struct Decoder::Impl {
@@ -240,10 +214,9 @@ void Decoder::check_compatible(const std::string& layer, const Weights& weights,
 }
 
 std::string descriptor_hash(const std::string& description) {
-  const uint64_t h = fnv(1469598103934665603ull, description.data(), description.size());
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  Fnv f;
+  f.add(description.data(), description.size());
+  return hex64(f.h);
 }
 
 void Decoder::check_compatible_descriptor(const std::string& layer, const std::string& hash,

@@ -1,7 +1,7 @@
 // The RAII layer over the HDF5 C API declared in h5_util.h: every public call silences HDF5's
 // error printing, checks each return code and throws one preimage::Error prefixed with the
 // file's context.
-#include "engine/h5_util.h"
+#include "engine/io/h5_util.h"
 
 #include <fcntl.h>
 #include <omp.h>
@@ -20,6 +20,7 @@
 #include <limits>
 #include <utility>
 
+#include "engine/core/backend.h"
 #include "preimage/error.h"
 #include "preimage/hdf5_probe.h"
 
@@ -363,6 +364,9 @@ static bool fork_rehearsal(const std::string& context) {
   if (pid == 0) {
     ::close(fds[0]);
     g_rehearsal_fd = fds[1];
+    // Device work is not for a forked child (the simulator's workers and a real CUDA context do
+    // not survive fork): the CUDA dispatch ends the rehearsal.
+    set_device_use_hook(&end_rehearsal);
     g_probe.store(false);
     // OpenMP's (and OpenMP-built OpenBLAS's) worker threads did not survive the fork: a
     // parallel region sized for them would wait for them forever (the decoder loader fills
