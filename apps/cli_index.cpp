@@ -242,7 +242,7 @@ int cmd_build(const IndexArgs& a) {
   } else {
     require(!s.half,
             "--half: applies to --index-type exact only (approximate indexes store "
-            "float16 compact descriptors already)");
+            "compact descriptors instead)");
     ApproxIndexParams p;
     p.dim = int(parse_int("dim", a.get("dim", "128"), 2, 4096));
     r = build_approx_texture_index(images, s, type, p, out, dev, o);

@@ -17,7 +17,7 @@
 //   idx.h5.d/base-<id>.h5     immutable: the projection (mean, basis per layer) and, for
 //                   ivfpq, the trained empty IVF-PQ (coarse centroids, PQ codebooks).
 //   idx.h5.d/seg-<id>-<n>.h5  immutable: the entries of one build or add (paths, sizes,
-//                   sha256, checksums) and their FAISS index (HNSW over float16 vectors, or
+//                   sha256, checksums) and their FAISS index (HNSW over float32 vectors, or
 //                   IVF-PQ codes refined by float16 vectors), written and fsync'ed before the
 //                   manifest names it.
 // An add writes one new segment (O(new entries)) and a new manifest; a kill -9 at any point
