@@ -4,7 +4,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(build-essential cmake pkg-config git
-      libhdf5-dev libeigen3-dev libstb-dev catch2 libopenblas-openmp-dev
+      libhdf5-dev libeigen3-dev libstb-dev catch2 libopenblas-openmp-dev libfaiss-dev
       python3 python3-numpy python3-h5py python3-scipy python3-torch python3-torchvision python3-skimage
       clang-14 libclang-rt-14-dev libomp-14-dev clang-format)
 missing=()

@@ -1,7 +1,8 @@
 // preimage index build|add|info|verify and preimage search: a texture similarity index over an
 // image collection (preimage/texture_index.h) on the command line.
 //
-//   preimage index build DIR|IMG… --out idx.h5 [--layers pool1,pool2] [--weights random:0]
+//   preimage index build DIR|IMG… --out idx.h5 [--index-type exact|ivfpq|hnsw] [--dim 128]
+//                        [--layers pool1,pool2] [--weights random:0]
 //                        [--arch vgg19] [--size 256] [--crop 1] [--half] [--batch 8]
 //                        [--device auto] [--quiet]
 //   preimage index add idx.h5 DIR|IMG… [--batch 8] [--device auto] [--quiet]
@@ -18,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string>
@@ -26,6 +28,7 @@
 #include "cli_options.h"
 #include "engine/core/strings.h"
 #include "json.h"
+#include "preimage/approx_index.h"
 #include "preimage/error.h"
 #include "preimage/image.h"
 #include "preimage/texture_index.h"
@@ -85,6 +88,52 @@ std::vector<std::string> split_list(const std::string& s, const std::string& fla
 std::string fingerprint(const std::string& identity) {
   const auto p = identity.rfind("(sha256 ");
   return p == std::string::npos ? identity : identity.substr(p);
+}
+
+void check_layers(const TextureIndexSettings& s, const std::string& index,
+                  const std::vector<std::string>& layers) {
+  if (layers != s.layers)
+    throw Error("--layers " + join(layers) + " does not match index '" + index +
+                "', which holds layers " + join(s.layers) +
+                " (search uses the index's layers; rebuild the index for others)");
+}
+
+// What info/search print of either kind of index.
+struct IndexView {
+  std::string path;
+  IndexType type = IndexType::Exact;
+  const TextureIndexSettings* settings = nullptr;
+  const std::vector<TextureEntry>* entries = nullptr;
+  std::vector<int> segments;
+  int full_dim = 0, compact_dim = 0;
+  size_t segment_files = 0, bytes = 0;
+  size_t size() const { return entries->size(); }
+};
+
+IndexView view_of(const TextureIndex& i) {
+  IndexView v;
+  v.path = i.path();
+  v.settings = &i.settings();
+  v.entries = &i.entries();
+  v.segments = i.segments();
+  v.full_dim = i.dim();
+  std::error_code ec;
+  v.bytes = size_t(std::filesystem::file_size(i.path(), ec));
+  return v;
+}
+
+IndexView view_of(const ApproxTextureIndex& i) {
+  IndexView v;
+  v.path = i.path();
+  v.type = i.type();
+  v.settings = &i.settings();
+  v.entries = &i.entries();
+  v.segments = i.segments();
+  v.full_dim = i.segments().back();
+  v.compact_dim = i.dim();
+  v.segment_files = i.segment_count();
+  v.bytes = i.bytes_on_disk();
+  return v;
 }
 
 class Bar {
@@ -180,7 +229,19 @@ int cmd_build(const IndexArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   IndexUpdateOptions o = update_options(a, bar);
   const std::string out = a.get("out", "");
-  IndexUpdateReport r = build_texture_index(images, s, out, dev, o);
+  const IndexType type = parse_index_type(a.get("index-type", "exact"));
+  IndexUpdateReport r;
+  if (type == IndexType::Exact) {
+    require(!a.has("dim"), "--dim: applies to --index-type ivfpq or hnsw only");
+    r = build_texture_index(images, s, out, dev, o);
+  } else {
+    require(!s.half,
+            "--half: applies to --index-type exact only (approximate indexes store "
+            "compact descriptors instead)");
+    ApproxIndexParams p;
+    p.dim = int(parse_int("dim", a.get("dim", "128"), 2, 4096));
+    r = build_approx_texture_index(images, s, type, p, out, dev, o);
+  }
   bar.done();
   return report_update(
       r, out, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), quiet);
@@ -189,24 +250,33 @@ int cmd_build(const IndexArgs& a) {
 int cmd_add(const IndexArgs& a) {
   require(a.positional.size() >= 2, "index add: expected INDEX and DIR or images");
   const std::string index = a.positional[0];
-  if (a.has("layers"))
-    TextureIndex::open(index).check_layers(split_list(a.get("layers", ""), "layers"));
+  const IndexType type = texture_index_type(index);
+  if (a.has("layers")) {
+    const auto want = split_list(a.get("layers", ""), "layers");
+    if (type == IndexType::Exact)
+      TextureIndex::open(index).check_layers(want);
+    else
+      check_layers(ApproxTextureIndex::open(index).settings(), index, want);
+  }
   const Device dev = resolve_device(a.get("device", "auto"));
   const auto images = expand(a.positional, 1);
   const bool quiet = a.has("quiet");
   Bar bar(quiet, "adding");
   const auto t0 = std::chrono::steady_clock::now();
   IndexUpdateOptions o = update_options(a, bar);
-  IndexUpdateReport r = add_to_texture_index(index, images, dev, o);
+  IndexUpdateReport r = type == IndexType::Exact
+                            ? add_to_texture_index(index, images, dev, o)
+                            : add_to_approx_texture_index(index, images, dev, o);
   bar.done();
   return report_update(r, index,
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                        quiet);
 }
 
-void settings_json(Json& j, const TextureIndex& idx) {
-  const auto& s = idx.settings();
-  j.value("index", idx.path());
+void settings_json(Json& j, const IndexView& idx) {
+  const auto& s = *idx.settings;
+  j.value("index", idx.path);
+  j.value("index_type", index_type_name(idx.type));
   j.value("entries", idx.size());
   j.begin_array("layers");
   for (const auto& l : s.layers) j.value("", l);
@@ -214,8 +284,13 @@ void settings_json(Json& j, const TextureIndex& idx) {
   j.begin_array("channels");
   for (int c : s.channels) j.value("", c);
   j.end_array();
-  j.value("dim", idx.dim());
-  j.value("dtype", s.half ? "float16" : "float32");
+  j.value("dim", idx.full_dim);
+  if (idx.type != IndexType::Exact) {
+    j.value("compact_dim", idx.compact_dim);
+    j.value("segment_files", idx.segment_files);
+  }
+  j.value("bytes", idx.bytes);
+  j.value("dtype", idx.type != IndexType::Exact ? "compact" : s.half ? "float16" : "float32");
   j.value("weights", s.weights);
   j.value("weights_identity", s.weights_identity);
   j.value("arch", s.arch);
@@ -225,8 +300,16 @@ void settings_json(Json& j, const TextureIndex& idx) {
 
 int cmd_info(const IndexArgs& a) {
   require(a.positional.size() == 1, "index info: expected one INDEX");
-  const TextureIndex idx = TextureIndex::open(a.positional[0]);
-  const auto& s = idx.settings();
+  const std::string path = a.positional[0];
+  const IndexType type = texture_index_type(path);
+  TextureIndex exact;
+  ApproxTextureIndex approx;
+  if (type == IndexType::Exact)
+    exact = TextureIndex::open(path);
+  else
+    approx = ApproxTextureIndex::open(path);
+  const IndexView idx = type == IndexType::Exact ? view_of(exact) : view_of(approx);
+  const auto& s = *idx.settings;
   if (a.has("json")) {
     Json j;
     j.begin_object();
@@ -235,28 +318,45 @@ int cmd_info(const IndexArgs& a) {
     std::printf("%s\n", j.str().c_str());
     return 0;
   }
-  std::printf("index:     %s\n", idx.path().c_str());
+  std::printf("index:     %s (%s)\n", idx.path.c_str(), index_type_name(type));
   std::printf("entries:   %zu\n", idx.size());
   std::string ch;
   for (size_t i = 0; i < s.layers.size(); ++i)
     ch += (i ? ", " : "") + s.layers[i] + " (" + std::to_string(s.channels[i]) + " channels)";
-  std::printf("layers:    %s; %d values per entry (%s)\n", ch.c_str(), idx.dim(),
-              s.half ? "float16" : "float32");
+  if (type == IndexType::Exact)
+    std::printf("layers:    %s; %d values per entry (%s)\n", ch.c_str(), idx.full_dim,
+                s.half ? "float16" : "float32");
+  else
+    std::printf(
+        "layers:    %s; Gram vectors of %d values, compact descriptors of %d (%zu "
+        "segment files)\n",
+        ch.c_str(), idx.full_dim, idx.compact_dim, idx.segment_files);
   std::printf("weights:   %s (%s)\n", s.weights_identity.c_str(), s.arch.c_str());
   std::printf("preprocess: long side %d, centre crop %g\n", s.size, double(s.crop));
-  const double mb = double(idx.size()) * idx.dim() * (s.half ? 2 : 4) / (1 << 20);
-  std::printf("vectors:   %.1f MiB\n", mb);
+  std::printf("on disk:   %.1f MiB (%.0f bytes per entry)\n", double(idx.bytes) / (1 << 20),
+              idx.size() ? double(idx.bytes) / double(idx.size()) : 0.0);
   return 0;
 }
 
 int cmd_verify(const IndexArgs& a) {
   require(a.positional.size() == 1, "index verify: expected one INDEX");
-  const TextureIndex idx = TextureIndex::open(a.positional[0]);
-  const auto problems = idx.verify();
+  const std::string path = a.positional[0];
+  const IndexType type = texture_index_type(path);
+  TextureIndex exact;
+  ApproxTextureIndex approx;
+  std::vector<std::string> problems;
+  if (type == IndexType::Exact) {
+    exact = TextureIndex::open(path);
+    problems = exact.verify();
+  } else {
+    approx = ApproxTextureIndex::open(path);
+    problems = approx.verify();
+  }
+  const IndexView idx = type == IndexType::Exact ? view_of(exact) : view_of(approx);
   if (a.has("json")) {
     Json j;
     j.begin_object();
-    j.value("index", idx.path());
+    j.value("index", idx.path);
     j.value("entries", idx.size());
     j.value("ok", problems.empty());
     j.begin_array("problems");
@@ -265,14 +365,14 @@ int cmd_verify(const IndexArgs& a) {
     j.end_object();
     std::printf("%s\n", j.str().c_str());
   } else if (problems.empty()) {
-    std::printf("%s: ok (%zu entries, every checksum and norm holds)\n", idx.path().c_str(),
+    std::printf("%s: ok (%zu entries, every checksum and norm holds)\n", idx.path.c_str(),
                 idx.size());
   } else {
-    for (const auto& p : problems) std::fprintf(stderr, "%s: %s\n", idx.path().c_str(), p.c_str());
+    for (const auto& p : problems) std::fprintf(stderr, "%s: %s\n", idx.path.c_str(), p.c_str());
   }
   if (!problems.empty()) {
     std::fprintf(stderr, "preimage: error: index '%s' fails verification: %zu problem(s)\n",
-                 idx.path().c_str(), problems.size());
+                 idx.path.c_str(), problems.size());
     return 1;
   }
   return 0;
@@ -299,7 +399,7 @@ void paste_tile(const std::string& path, int tile, std::vector<float>& sheet, in
 }
 
 void write_sheet(const std::string& out, const std::vector<std::string>& queries,
-                 const std::vector<std::vector<SearchHit>>& hits, const TextureIndex& idx, int k) {
+                 const std::vector<std::vector<SearchHit>>& hits, const IndexView& idx, int k) {
   constexpr int tile = 128, gap = 4, sep = 16;
   const int cols = 1 + k;
   const int sw = gap + tile + sep + k * (tile + gap), sh = gap + int(queries.size()) * (tile + gap);
@@ -308,7 +408,7 @@ void write_sheet(const std::string& out, const std::vector<std::string>& queries
     const int y0 = gap + int(q) * (tile + gap);
     paste_tile(queries[q], tile, sheet, sh, sw, y0, gap);
     for (size_t r = 0; r < hits[q].size() && int(r) < cols - 1; ++r)
-      paste_tile(idx.entries()[hits[q][r].entry].path, tile, sheet, sh, sw, y0,
+      paste_tile((*idx.entries)[hits[q][r].entry].path, tile, sheet, sh, sw, y0,
                  gap + tile + sep + int(r) * (tile + gap));
   }
   Tensor t = Tensor::from_vector({1, 3, sh, sw}, sheet);
@@ -319,8 +419,16 @@ int cmd_search(const IndexArgs& a) {
   require(a.positional.size() >= 2,
           "search: expected INDEX and one or more QUERY images or "
           "directories (usage: preimage search idx.h5 q.png -k 10)");
-  const TextureIndex idx = TextureIndex::open(a.positional[0]);
-  if (a.has("layers")) idx.check_layers(split_list(a.get("layers", ""), "layers"));
+  const std::string path = a.positional[0];
+  const IndexType type = texture_index_type(path);
+  TextureIndex exact;
+  ApproxTextureIndex approx;
+  if (type == IndexType::Exact)
+    exact = TextureIndex::open(path);
+  else
+    approx = ApproxTextureIndex::open(path);
+  const IndexView idx = type == IndexType::Exact ? view_of(exact) : view_of(approx);
+  if (a.has("layers")) check_layers(*idx.settings, path, split_list(a.get("layers", ""), "layers"));
   const int k = int(parse_int("k", a.get("k", "10"), 1, 1 << 20));
   const float crop = a.has("crop") ? parse_fraction("crop", a.get("crop", "")) : -1.f;
   if (a.has("sheet")) {
@@ -328,9 +436,9 @@ int cmd_search(const IndexArgs& a) {
     require(sheet.size() > 4 && sheet.substr(sheet.size() - 4) == ".png",
             "--sheet: expected a .png file name, got '" + sheet + "'");
   }
-  require(idx.size() > 0, "index '" + idx.path() + "' holds no entries");
+  require(idx.size() > 0, "index '" + idx.path + "' holds no entries");
   const Device dev = resolve_device(a.get("device", "auto"));
-  TextureIndexSettings s = idx.settings();
+  TextureIndexSettings s = *idx.settings;
   if (a.has("weights")) s.weights = a.get("weights", "");
   const auto queries = expand(a.positional, 1);
   require(!queries.empty(),
@@ -339,11 +447,11 @@ int cmd_search(const IndexArgs& a) {
   TextureFeatures feat(s, dev);
   require(fingerprint(feat.settings().weights_identity) == fingerprint(s.weights_identity),
           "weights " + feat.settings().weights_identity + " differ from the index's " +
-              s.weights_identity + " (index '" + idx.path() + "')");
-  require(feat.segments() == idx.segments(),
-          "index '" + idx.path() + "': its layer sizes differ from the network's");
+              s.weights_identity + " (index '" + idx.path + "')");
+  require(feat.segments() == idx.segments,
+          "index '" + idx.path + "': its layer sizes differ from the network's");
 
-  const int D = idx.dim();
+  const int D = idx.full_dim;
   std::vector<std::string> ok;
   std::vector<std::pair<std::string, std::string>> failed;
   std::vector<float> qv;
@@ -386,9 +494,17 @@ int cmd_search(const IndexArgs& a) {
     }
   }
   flush();
-  TextureSearcher searcher(idx, dev);
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto hits = searcher.search(qv.data(), int(ok.size()), k);
+  std::vector<std::vector<SearchHit>> hits;
+  auto t0 = std::chrono::steady_clock::now();
+  if (type == IndexType::Exact) {
+    TextureSearcher searcher(exact, dev);
+    t0 = std::chrono::steady_clock::now();
+    hits = searcher.search(qv.data(), int(ok.size()), k);
+  } else {
+    std::vector<float> cq(ok.size() * size_t(approx.dim()));
+    approx.projection().apply(qv.data(), ok.size(), cq.data());
+    hits = approx.search(cq.data(), int(ok.size()), k);
+  }
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
@@ -409,7 +525,7 @@ int cmd_search(const IndexArgs& a) {
       for (size_t r = 0; r < hits[q].size(); ++r) {
         j.begin_object();
         j.value("rank", r + 1);
-        j.value("path", idx.entries()[hits[q][r].entry].path);
+        j.value("path", (*idx.entries)[hits[q][r].entry].path);
         j.value("distance", double(hits[q][r].distance));
         j.end_object();
       }
@@ -433,7 +549,7 @@ int cmd_search(const IndexArgs& a) {
       std::printf("%5s  %10s  %s\n", "rank", "distance", "path");
       for (size_t r = 0; r < hits[q].size(); ++r)
         std::printf("%5zu  %10.6f  %s\n", r + 1, double(hits[q][r].distance),
-                    idx.entries()[hits[q][r].entry].path.c_str());
+                    (*idx.entries)[hits[q][r].entry].path.c_str());
     }
     if (!a.has("quiet"))
       std::fprintf(stderr, "searched %zu entries for %zu queries on %s in %.2f ms\n", idx.size(),
@@ -454,7 +570,8 @@ int cmd_search(const IndexArgs& a) {
 }  // namespace
 
 const char* index_usage() {
-  return "  index build DIR --out idx.h5 [--layers pool1,pool2] [--half] [--size N] [--crop F]\n"
+  return "  index build DIR --out idx.h5 [--index-type exact|ivfpq|hnsw] [--dim 128]\n"
+         "              [--layers pool1,pool2] [--half] [--size N] [--crop F]\n"
          "              texture index of an image collection (also: index add|info|verify "
          "idx.h5 ...)\n"
          "  search      idx.h5 QUERY|DIR... [-k 10] [--json] [--sheet out.png] [--crop F]: "
@@ -473,8 +590,8 @@ int run_index_command(int argc, char** argv) {
   const std::string sub = argv[2];
   const std::string what = "index " + sub;
   if (sub == "build") {
-    std::set<std::string> allowed = {"out",  "layers", "weights", "arch",
-                                     "size", "crop",   "half",    "batch"};
+    std::set<std::string> allowed = {"out",  "layers", "weights", "arch",       "size",
+                                     "crop", "half",   "batch",   "index-type", "dim"};
     allowed.insert(common.begin(), common.end());
     return cmd_build(parse_args(what, argc, argv, 3, allowed));
   }

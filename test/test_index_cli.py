@@ -13,7 +13,12 @@ usage: test_index_cli.py PREIMAGE_BINARY WORKDIR
    file is being written (detected by its temporary name appearing). After each kill the index
    opens, holds exactly the old or the new entries, and `index verify` passes; concurrent readers
    polling `index info` during the add only ever see one of the two. A final add completes.
-5. Two concurrent `index add` runs: the index lock serializes them and both sets of entries land.
+5. A second writer while one holds the index: refused at once with an error naming the lock (no
+   queueing); after the first finishes the second's add succeeds and both sets of entries land.
+6. The approximate types (--index-type hnsw, ivfpq: FAISS over compact descriptors, append-only
+   segment files behind a manifest): build / info / verify / search (self first, family purity),
+   then 4 and 5 again for each (the kill loop watches the segment's and the manifest's temporary
+   files), and an add that leaves the committed segment files untouched (append-only).
 """
 import glob
 import json
@@ -44,6 +49,117 @@ def entries(exe, idx):
     if p.returncode != 0:
         return None, p.stderr.strip()
     return json.loads(p.stdout)["entries"], ""
+
+
+def copy_index(src, dst):
+    """An index file and, for the approximate types, its directory of segment files."""
+    shutil.rmtree(dst + ".d", ignore_errors=True)
+    shutil.copy(src, dst)
+    if os.path.isdir(src + ".d"):
+        shutil.copytree(src + ".d", dst + ".d")
+
+
+def temporaries(idx):
+    return glob.glob(idx + ".tmp.*") + glob.glob(idx + ".d/*.tmp.*")
+
+
+def crash_and_writers(exe, work, idx, more, gen, common, old_n, new_n, tag):
+    """SIGKILL loop during `index add` (old or new entries, never a mixture, verify passes),
+    then a second writer refused while a first holds the lock. Returns the duration of an add."""
+    seed = int(os.environ.get("PREIMAGE_TEST_SEED", "12345"))
+    rng = random.Random(seed)
+    pristine = os.path.join(work, f"pristine_{tag}.h5")
+    copy_index(idx, pristine)
+    # Duration of a full add (to spread the kills over it).
+    timing = os.path.join(work, f"timing_{tag}.h5")
+    copy_index(idx, timing)
+    before = {p: os.path.getmtime(p) for p in glob.glob(timing + ".d/*")}
+    t0 = time.time()
+    run([exe, "index", "add", timing, more] + common)
+    add_s = time.time() - t0
+    assert entries(exe, timing)[0] == new_n
+    if before:  # append-only: the committed segment files are not rewritten
+        after = {p: os.path.getmtime(p) for p in glob.glob(timing + ".d/*")}
+        for p, m in before.items():
+            if after.get(p) != m:
+                fail(f"{tag}: index add rewrote or removed the committed file {p}")
+        if len(after) != len(before) + 1:
+            fail(f"{tag}: index add wrote {len(after) - len(before)} files, expected one segment")
+    env = dict(os.environ, PREIMAGE_TEST_INDEX_WRITE_DELAY_MS="150")
+    outcomes = []
+    for trial in range(6):
+        during_write = trial % 2 == 1
+        proc = subprocess.Popen([exe, "index", "add", idx, more] + common, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seen = set()
+        deadline = time.time() + (60 if during_write else rng.uniform(0.05, add_s * 0.9))
+        tmp_seen_at = None
+        while time.time() < deadline and proc.poll() is None:
+            n, _ = entries(exe, idx)  # a concurrent reader
+            if n not in (old_n, new_n):
+                fail(f"{tag}: a concurrent reader saw {n} entries (expected {old_n} or {new_n})")
+            seen.add(n)
+            time.sleep(0.03)
+            if during_write and tmp_seen_at is None and temporaries(idx):
+                tmp_seen_at = time.time()
+                deadline = tmp_seen_at + rng.uniform(0.0, 0.4)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        n, why = entries(exe, idx)
+        if n not in (old_n, new_n):
+            fail(f"{tag} trial {trial}: after SIGKILL the index holds {n} entries ({why})")
+        v = run([exe, "index", "verify", idx], ok=False)
+        if v.returncode != 0:
+            fail(f"{tag} trial {trial}: index verify after SIGKILL: {v.stderr}")
+        outcomes.append((during_write, proc.returncode, n))
+        if n == new_n:  # the add finished before the kill: start again from the old index
+            copy_index(pristine, idx)
+    print(f"{tag}: kill trials (during write phase, exit code, entries):", outcomes)
+    if not any(w and rc == -signal.SIGKILL for w, rc, _ in outcomes):
+        fail(f"{tag}: no kill landed during the write phase")
+    run([exe, "index", "add", idx, more] + common)
+    assert entries(exe, idx)[0] == new_n
+    if temporaries(idx):
+        fail(f"{tag}: stale temporary files were not cleaned up: {temporaries(idx)}")
+    run([exe, "index", "verify", idx])
+    if os.path.isdir(idx + ".d"):  # orphans of the killed adds are gone too
+        n_files = len(os.listdir(idx + ".d"))
+        if n_files != 3:
+            fail(f"{tag}: {idx}.d holds {n_files} files, expected base + 2 segments")
+
+    # A second writer while the first holds the lock: refused at once, clearly; afterwards its
+    # add goes through and both sets of entries land.
+    ex1, ex2 = os.path.join(work, f"extra1_{tag}"), os.path.join(work, f"extra2_{tag}")
+    run(gen + [ex1, "--variants", "1", "--seed", "3", "--prefix", "x1_"])
+    run(gen + [ex2, "--variants", "1", "--seed", "4", "--prefix", "x2_"])
+    slow = dict(os.environ, PREIMAGE_TEST_INDEX_WRITE_DELAY_MS="1500")
+    first = subprocess.Popen([exe, "index", "add", idx, ex1] + common, env=slow,
+                             stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not temporaries(idx) and first.poll() is None and time.time() - t0 < 60:
+        time.sleep(0.02)
+    t1 = time.time()
+    second = run([exe, "index", "add", idx, ex2] + common, ok=False)
+    waited = time.time() - t1
+    _, err = first.communicate()
+    if first.returncode != 0:
+        fail(f"{tag}: the first writer failed: {err}")
+    if second.returncode == 0:
+        fail(f"{tag}: a second writer was not refused while the first held the lock")
+    for needle in ("being written by another process", ".lock"):
+        if needle not in second.stderr:
+            fail(f"{tag}: the refused writer's error lacks '{needle}': {second.stderr}")
+    if waited > 10:
+        fail(f"{tag}: the refused writer waited {waited:.1f} s instead of failing at once")
+    if entries(exe, idx)[0] != new_n + 5:
+        fail(f"{tag}: after the first writer the index holds {entries(exe, idx)[0]}")
+    run([exe, "index", "add", idx, ex2] + common)
+    n, _ = entries(exe, idx)
+    if n != new_n + 10:
+        fail(f"{tag}: after both adds of 5 images each the index holds {n}, expected {new_n + 10}")
+    run([exe, "index", "verify", idx])
+    return add_s
 
 
 def main():
@@ -155,71 +271,44 @@ def main():
                   "pool1,pool9"] + common, "pool9")
     assert not os.path.exists(os.path.join(work, "x.h5"))
 
-    # ---- crash safety -----------------------------------------------------------------------
-    old_n, new_n = 20, 40
-    seed = int(os.environ.get("PREIMAGE_TEST_SEED", "12345"))
-    rng = random.Random(seed)
-    pristine = os.path.join(work, "pristine.h5")
-    shutil.copy(idx, pristine)
-    # Duration of a full add (to spread the kills over it).
-    timing = os.path.join(work, "timing.h5")
-    shutil.copy(idx, timing)
-    t0 = time.time()
-    run([exe, "index", "add", timing, more] + common)
-    add_s = time.time() - t0
-    assert entries(exe, timing)[0] == new_n
-    env = dict(os.environ, PREIMAGE_TEST_INDEX_WRITE_DELAY_MS="150")
-    outcomes = []
-    for trial in range(6):
-        during_write = trial % 2 == 1
-        proc = subprocess.Popen([exe, "index", "add", idx, more] + common, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        seen = set()
-        deadline = time.time() + (60 if during_write else rng.uniform(0.05, add_s * 0.9))
-        tmp_seen_at = None
-        while time.time() < deadline and proc.poll() is None:
-            n, _ = entries(exe, idx)  # a concurrent reader
-            if n not in (old_n, new_n):
-                fail(f"a concurrent reader saw {n} entries (expected {old_n} or {new_n})")
-            seen.add(n)
-            time.sleep(0.03)
-            if during_write and tmp_seen_at is None and glob.glob(idx + ".tmp.*"):
-                tmp_seen_at = time.time()
-                deadline = tmp_seen_at + rng.uniform(0.0, 0.7)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        n, why = entries(exe, idx)
-        if n not in (old_n, new_n):
-            fail(f"trial {trial}: after SIGKILL the index holds {n} entries ({why})")
-        v = run([exe, "index", "verify", idx], ok=False)
-        if v.returncode != 0:
-            fail(f"trial {trial}: index verify after SIGKILL: {v.stderr}")
-        outcomes.append((during_write, proc.returncode, n))
-        if n == new_n:  # the add finished before the kill: start again from the old index
-            shutil.copy(pristine, idx)
-    print("kill trials (during write phase, exit code, entries):", outcomes)
-    if not any(w and rc == -signal.SIGKILL for w, rc, _ in outcomes):
-        fail("no kill landed during the write phase")
-    run([exe, "index", "add", idx, more] + common)
-    assert entries(exe, idx)[0] == new_n
-    assert not glob.glob(idx + ".tmp.*"), "stale temporary files were not cleaned up"
-    run([exe, "index", "verify", idx])
+    add_s = crash_and_writers(exe, work, idx, more, gen, common, old_n=20, new_n=40, tag="exact")
 
-    # Two concurrent writers: the lock serializes them, neither loses the other's entries.
-    ex1, ex2 = os.path.join(work, "extra1"), os.path.join(work, "extra2")
-    run(gen + [ex1, "--variants", "1", "--seed", "3", "--prefix", "x1_"])
-    run(gen + [ex2, "--variants", "1", "--seed", "4", "--prefix", "x2_"])
-    procs = [subprocess.Popen([exe, "index", "add", idx, d] + common, stderr=subprocess.PIPE,
-                              text=True) for d in (ex1, ex2)]
-    for p in procs:
-        _, err = p.communicate()
-        if p.returncode != 0:
-            fail(f"concurrent index add failed: {err}")
-    n, _ = entries(exe, idx)
-    if n != new_n + 10:
-        fail(f"after two concurrent adds of 5 images each the index holds {n}, expected {new_n + 10}")
-    run([exe, "index", "verify", idx])
+    # ---- approximate index types -------------------------------------------------------------
+    for kind in ("hnsw", "ivfpq"):
+        aidx = os.path.join(work, f"{kind}.h5")
+        run([exe, "index", "build", base, "--out", aidx, "--size", "64", "--index-type", kind]
+            + common)
+        info = json.loads(run([exe, "index", "info", aidx, "--json"]).stdout)
+        assert info["entries"] == 20 and info["index_type"] == kind, info
+        assert info["compact_dim"] == 128 and info["segment_files"] == 1, info
+        assert "ok" in run([exe, "index", "verify", aidx]).stdout
+        res = json.loads(run([exe, "search", aidx, base, "-k", "5", "--json"] + common).stdout)
+        own = 0
+        for qr in res["queries"]:
+            fam = os.path.basename(qr["query"]).split("_")[0]
+            top = qr["results"]
+            if os.path.basename(top[0]["path"]) != os.path.basename(qr["query"]):
+                fail(f"{kind}: query {qr['query']} did not find itself first: {top[0]}")
+            own += sum(os.path.basename(r["path"]).split("_")[0] == fam for r in top[1:4])
+            assert all(top[i]["distance"] <= top[i + 1]["distance"] for i in range(4)), top
+        if own < 0.9 * 60:
+            fail(f"{kind}: only {own}/60 of the top-3 neighbours came from the query's family")
+        expect_error([exe, "index", "build", base, "--out", os.path.join(work, "y.h5"),
+                      "--index-type", "lsh"] + common, "--index-type", "lsh")
+        expect_error([exe, "index", "build", base, "--out", os.path.join(work, "y.h5"),
+                      "--index-type", kind, "--half"] + common, "--half")
+        assert not os.path.exists(os.path.join(work, "y.h5"))
+        # A corrupt segment file: the error names it (FAISS never parses the damaged bytes).
+        bad = os.path.join(work, f"{kind}_bad.h5")
+        copy_index(aidx, bad)
+        seg = sorted(glob.glob(bad + ".d/seg-*"))[0]
+        with open(seg, "r+b") as f:
+            f.seek(os.path.getsize(seg) - 200)
+            b = f.read(1)
+            f.seek(os.path.getsize(seg) - 200)
+            f.write(bytes([b[0] ^ 0xFF]))
+        expect_error([exe, "search", bad, q] + common, os.path.basename(seg))
+        crash_and_writers(exe, work, aidx, more, gen, common, old_n=20, new_n=40, tag=kind)
     print(f"index_cli: ok (build of 20 images {build_s:.1f} s, add of 20 {add_s:.1f} s)")
 
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/cpu/cpu_ops.h"
+#include "engine/cpu/isa.h"
 #include "engine/cpu/winograd.h"
 #include "preimage/network.h"
 #include "preimage/weights.h"
@@ -130,6 +131,48 @@ TEST_CASE("winograd conv3x3 backward-data vs direct and double loops", "[cpu][co
         CHECK(max_rel_error(dxw, dxd) <= 1e-4);
         CHECK(max_rel_error(dxw, dxr) <= 1e-4);
         CHECK(max_rel_error(dxd, dxr) <= 1e-5);
+      }
+    }
+  }
+}
+
+// Forces one instruction set for the dispatched loops, then returns to the default.
+struct ForceIsa {
+  explicit ForceIsa(cpu::Isa i) { cpu::set_cpu_isa(i); }
+  ~ForceIsa() { cpu::reset_cpu_isa(); }
+  ForceIsa(const ForceIsa&) = delete;
+  ForceIsa& operator=(const ForceIsa&) = delete;
+};
+
+TEST_CASE("winograd on every instruction set (baseline, avx2, avx512) vs double loops",
+          "[cpu][conv][winograd][isa]") {
+  // The transforms are compiled three times (engine/cpu/isa/); each copy the CPU can run must
+  // match the double-loop reference, forward (bias + ReLU) and backward-data (mask).
+  std::vector<cpu::Isa> isas;
+  for (cpu::Isa i : {cpu::Isa::Baseline, cpu::Isa::Avx2, cpu::Isa::Avx512})
+    if (cpu::isa_supported(i)) isas.push_back(i);
+  if (!cpu::isa_supported(cpu::Isa::Avx512))
+    WARN("this CPU has no AVX-512: the avx512 copy is compiled but not exercised here");
+  CHECK(cpu::isa_supported(cpu::Isa::Baseline));
+  CHECK(cpu::best_isa() == isas.back());
+  for (cpu::Isa isa : isas) {
+    for (const auto& cc : kCases) {
+      DYNAMIC_SECTION(cpu::isa_name(isa) << " " << cc.name) {
+        ForceIsa fi(isa);
+        ForceAlgo fa(cpu::ConvAlgo::Winograd);
+        REQUIRE(cpu::cpu_isa() == isa);
+        const ConvShape& s = cc.s;
+        const size_t nx = size_t(s.n) * s.c * s.h * s.w, ny = size_t(s.n) * s.o * s.h * s.w;
+        auto x = random_vector(nx, 41), w = random_vector(size_t(s.o) * s.c * 9, 42);
+        auto b = random_vector(s.o, 43), dy = random_vector(ny, 44), mask = random_vector(nx, 45);
+        auto y = nan_vector(ny), dx = nan_vector(nx);
+        cpu::conv2d_fwd(x.data(), w.data(), b.data(), y.data(), s, true);
+        cpu::conv2d_bwd_data(dy.data(), w.data(), mask.data(), dx.data(), s);
+        auto bd = ref::to_double(b);
+        CHECK(max_rel_error(
+                  y, ref::conv2d_fwd(ref::to_double(x), ref::to_double(w), &bd, s, true)) <= 1e-4);
+        CHECK(max_rel_error(dx, ref_bwd_data(ref::to_double(dy), ref::to_double(w), &mask, s)) <=
+              1e-4);
       }
     }
   }

@@ -19,9 +19,12 @@
 // mod 4, so that every loop is unit-stride over tiles and vectorizes. Transformed filters are
 // cached (pointer, shape, direction, hash of the values): an iteration loop pays one hash pass over
 // the weights per call, not a transform; block buffers are reused. Tested by test/test_winograd.cpp
-// (vs the im2col path and double loops, and all VGG-19 taps); benchmarked by bench/bench_vgg.cpp
-// and bench/compare_torch.py (docs/benchmarks.md).
+// (vs the im2col path and double loops, and all VGG-19 taps, on every instruction set:
+// the row transforms are dispatched at run time, engine/cpu/isa.h); benchmarked by
+// bench/bench_vgg.cpp and bench/compare_torch.py (docs/benchmarks.md).
 #include "engine/cpu/winograd.h"
+
+#include "engine/cpu/isa.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -153,135 +156,11 @@ std::shared_ptr<const Filters> transformed(const float* w, int o, int c, bool bw
   return fc.entries.front();
 }
 
-// ---- input transform: V = Bᵀ d B for the tw tiles of tile row ty of one plane ---------------
-// Tile tx covers x = 4tx−1 … 4tx+4; with x' = x+1 split by phase p = x' mod 4 into blocks
-// b = x' / 4, the tile reads phases 0–3 of block tx and 0–1 of block tx+1.
-void input_tile_row(const float* x, int h, int w, int ty, int tw, float* v, size_t xi_stride) {
-  const int nb = tw + 1, len = 4 * nb;  // blocks per row, de-interleaved row length
-  thread_local std::vector<float> buf;
-  if (buf.size() < size_t(13) * len) buf.resize(size_t(13) * len);
-  float* lin = buf.data();  // padded row, lin[x'] = x[x' − 1]
-  float* P = lin + len;     // 6 rows × [phase][block]
-  float* Q = P + 6 * len;   // Bᵀ along y, same layout
-  for (int r = 0; r < 6; ++r) {
-    const int y = 4 * ty - 1 + r;
-    float* pr = P + r * len;
-    if (y < 0 || y >= h) {
-      std::fill(pr, pr + len, 0.f);
-      continue;
-    }
-    lin[0] = 0.f;
-    std::memcpy(lin + 1, x + size_t(y) * w, sizeof(float) * w);
-    std::fill(lin + 1 + w, lin + len, 0.f);
-    float *p0 = pr, *p1 = pr + nb, *p2 = pr + 2 * nb, *p3 = pr + 3 * nb;
-#pragma omp simd
-    for (int b = 0; b < nb; ++b) {
-      p0[b] = lin[4 * b];
-      p1[b] = lin[4 * b + 1];
-      p2[b] = lin[4 * b + 2];
-      p3[b] = lin[4 * b + 3];
-    }
-  }
-  {
-    const float *d0 = P, *d1 = P + len, *d2 = P + 2 * len, *d3 = P + 3 * len, *d4 = P + 4 * len,
-                *d5 = P + 5 * len;
-    float *q0 = Q, *q1 = Q + len, *q2 = Q + 2 * len, *q3 = Q + 3 * len, *q4 = Q + 4 * len,
-          *q5 = Q + 5 * len;
-#pragma omp simd
-    for (int j = 0; j < len; ++j) {
-      q0[j] = 4.f * d0[j] - 5.f * d2[j] + d4[j];
-      q1[j] = -4.f * (d1[j] + d2[j]) + d3[j] + d4[j];
-      q2[j] = 4.f * (d1[j] - d2[j]) - d3[j] + d4[j];
-      q3[j] = 2.f * (d3[j] - d1[j]) - d2[j] + d4[j];
-      q4[j] = 2.f * (d1[j] - d3[j]) - d2[j] + d4[j];
-      q5[j] = 4.f * d1[j] - 5.f * d3[j] + d5[j];
-    }
-  }
-  for (int i = 0; i < 6; ++i) {
-    const float* qi = Q + i * len;
-    const float *e0 = qi, *e1 = qi + nb, *e2 = qi + 2 * nb, *e3 = qi + 3 * nb, *e4 = qi + 1,
-                *e5 = qi + nb + 1;
-    float* v0 = v + size_t(i * 6) * xi_stride;
-    float *v1 = v0 + xi_stride, *v2 = v1 + xi_stride, *v3 = v2 + xi_stride, *v4 = v3 + xi_stride,
-          *v5 = v4 + xi_stride;
-#pragma omp simd
-    for (int t = 0; t < tw; ++t) {
-      v0[t] = 4.f * e0[t] - 5.f * e2[t] + e4[t];
-      v1[t] = -4.f * (e1[t] + e2[t]) + e3[t] + e4[t];
-      v2[t] = 4.f * (e1[t] - e2[t]) - e3[t] + e4[t];
-      v3[t] = 2.f * (e3[t] - e1[t]) - e2[t] + e4[t];
-      v4[t] = 2.f * (e1[t] - e3[t]) - e2[t] + e4[t];
-      v5[t] = 4.f * e1[t] - 5.f * e3[t] + e5[t];
-    }
-  }
-}
-
 struct Epilogue {
   const float* bias;  // per output channel, or null
   bool relu;
   const float* mask;  // same layout as the output: keep where mask > 0; or null
 };
-
-// ---- output transform: Y = Aᵀ M A for the tw tiles of tile row ty, epilogue, store ----------
-void output_tile_row(const float* m, size_t xi_stride, int h, int w, int ty, int tw, float* y,
-                     float bias, bool relu, const float* mask) {
-  thread_local std::vector<float> buf;
-  const size_t need = size_t(24 + 4 + 4) * tw;
-  if (buf.size() < need) buf.resize(need);
-  float* S = buf.data();    // [a][j][t]: Aᵀ along the first index
-  float* O = S + 24 * tw;   // [b][t] of one output row
-  float* lin = O + 4 * tw;  // that row re-interleaved
-  for (int j = 0; j < 6; ++j) {
-    const float *m0 = m + size_t(j) * xi_stride, *m1 = m + size_t(6 + j) * xi_stride,
-                *m2 = m + size_t(12 + j) * xi_stride, *m3 = m + size_t(18 + j) * xi_stride,
-                *m4 = m + size_t(24 + j) * xi_stride, *m5 = m + size_t(30 + j) * xi_stride;
-    float *s0 = S + j * tw, *s1 = S + (6 + j) * tw, *s2 = S + (12 + j) * tw,
-          *s3 = S + (18 + j) * tw;
-#pragma omp simd
-    for (int t = 0; t < tw; ++t) {
-      const float a = m1[t] + m2[t], b = m1[t] - m2[t], c = m3[t] + m4[t], d = m3[t] - m4[t];
-      s0[t] = m0[t] + a + c;
-      s1[t] = b + 2.f * d;
-      s2[t] = a + 4.f * c;
-      s3[t] = b + 8.f * d + m5[t];
-    }
-  }
-  for (int r = 0; r < 4; ++r) {
-    const int yy = 4 * ty + r;
-    if (yy >= h) break;
-    const float* sr = S + r * 6 * tw;
-    const float *m0 = sr, *m1 = sr + tw, *m2 = sr + 2 * tw, *m3 = sr + 3 * tw, *m4 = sr + 4 * tw,
-                *m5 = sr + 5 * tw;
-    float *o0 = O, *o1 = O + tw, *o2 = O + 2 * tw, *o3 = O + 3 * tw;
-#pragma omp simd
-    for (int t = 0; t < tw; ++t) {
-      const float a = m1[t] + m2[t], b = m1[t] - m2[t], c = m3[t] + m4[t], d = m3[t] - m4[t];
-      o0[t] = m0[t] + a + c;
-      o1[t] = b + 2.f * d;
-      o2[t] = a + 4.f * c;
-      o3[t] = b + 8.f * d + m5[t];
-    }
-#pragma omp simd
-    for (int t = 0; t < tw; ++t) {
-      lin[4 * t] = o0[t];
-      lin[4 * t + 1] = o1[t];
-      lin[4 * t + 2] = o2[t];
-      lin[4 * t + 3] = o3[t];
-    }
-    float* yr = y + size_t(yy) * w;
-    if (mask) {
-      const float* mr = mask + size_t(yy) * w;
-#pragma omp simd
-      for (int xx = 0; xx < w; ++xx) yr[xx] = mr[xx] > 0.f ? lin[xx] + bias : 0.f;
-    } else if (relu) {
-#pragma omp simd
-      for (int xx = 0; xx < w; ++xx) yr[xx] = std::max(lin[xx] + bias, 0.f);
-    } else {
-#pragma omp simd
-      for (int xx = 0; xx < w; ++xx) yr[xx] = lin[xx] + bias;
-    }
-  }
-}
 
 // out (n,m,h,w) = 3×3 pad-1 convolution of in (n,k,h,w) with transformed filters U [36][m][k].
 void winograd_run(const float* in, int n, int k, int h, int w, const float* U, int m, float* out,
@@ -296,6 +175,9 @@ void winograd_run(const float* in, int n, int k, int h, int w, const float* U, i
   float* V = vbuf.data();
   float* M = mbuf.data();
   const size_t plane = size_t(h) * w;
+  const WinogradTransforms& tf = winograd_transforms(cpu_isa());
+  const auto input_tile_row = tf.input_tile_row;
+  const auto output_tile_row = tf.output_tile_row;
 #pragma omp parallel
   for (int g0 = 0; g0 < rows_total; g0 += rows) {
     const int g1 = std::min(rows_total, g0 + rows), T = (g1 - g0) * tw;

@@ -19,6 +19,7 @@
 
 #include "engine/core/backend.h"
 #include "engine/core/strings.h"
+#include "engine/features/index/index_internal.h"
 #include "engine/io/fnv_hash.h"
 #include "engine/io/h5_util.h"
 #include "preimage/atomic_file.h"
@@ -29,14 +30,9 @@
 #include "preimage/weights.h"
 
 namespace preimage {
-namespace {
+namespace index_internal {
 
 namespace fs = std::filesystem;
-
-constexpr const char* kFormat = "preimage-texture-index";
-constexpr int64_t kFormatVersion = 1;
-
-// ---- checksums and float16 ------------------------------------------------------------------
 
 std::string entry_checksum(const TextureEntry& e, const unsigned char* bytes, size_t n) {
   Fnv f;
@@ -47,6 +43,70 @@ std::string entry_checksum(const TextureEntry& e, const unsigned char* bytes, si
   f.add(bytes, n);
   return hex64(f.h);
 }
+
+std::string absolute_path(const std::string& p) {
+  std::error_code ec;
+  fs::path a = fs::absolute(p, ec);
+  return ec ? p : a.lexically_normal().string();
+}
+
+WriterLock::WriterLock(const std::string& index) {
+  const std::string p = index + ".lock";
+  fd_ = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  require(fd_ >= 0,
+          "index '" + index + "': cannot create lock file '" + p + "': " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[32] = {};
+    const ssize_t got = ::pread(fd_, buf, sizeof buf - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    if (err == EWOULDBLOCK) {
+      std::string holder = got > 0 ? std::string(buf, size_t(got)) : std::string();
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      throw Error("index '" + index + "' is being written by another process" +
+                  (holder.empty() ? std::string() : " (pid " + holder + ")") + ": lock '" + p +
+                  "' is held; not writing (run one build/add at a time, retry when it finishes)");
+    }
+    throw Error("index '" + index + "': cannot lock '" + p + "': " + std::strerror(err));
+  }
+  // The holder's pid, for the message a refused writer prints.
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+    // Only the message of a refused writer depends on it.
+  }
+}
+
+WriterLock::~WriterLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock
+}
+
+// Called under the index lock: every writer holds it while its temporary file exists, so any
+// other one is stale.
+void remove_stale_temporaries(const std::string& index) {
+  std::error_code ec;
+  const fs::path p(index);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  const std::string prefix = p.filename().string() + ".tmp.";
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) == 0 && name != prefix + std::to_string(::getpid())) {
+      std::error_code rm;
+      fs::remove(it->path(), rm);
+    }
+  }
+}
+
+}  // namespace index_internal
+
+namespace {
+
+using namespace index_internal;
+namespace fs = std::filesystem;
+
+constexpr const char* kFormat = "preimage-texture-index";
+constexpr int64_t kFormatVersion = 1;
 
 // IEEE binary16, round to nearest even.
 uint16_t float_to_half(float f) {
@@ -127,55 +187,8 @@ void from_stored(const unsigned char* in, size_t n, bool half, float* out) {
   }
 }
 
-std::string absolute_path(const std::string& p) {
-  std::error_code ec;
-  fs::path a = fs::absolute(p, ec);
-  return ec ? p : a.lexically_normal().string();
-}
-
-// Exclusive advisory lock on "<index>.lock" for the read-modify-write of an update.
-class IndexLock {
- public:
-  explicit IndexLock(const std::string& index) {
-    const std::string p = index + ".lock";
-    fd_ = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    require(fd_ >= 0,
-            "index '" + index + "': cannot create lock file '" + p + "': " + std::strerror(errno));
-    if (::flock(fd_, LOCK_EX) != 0) {
-      const int err = errno;
-      ::close(fd_);
-      throw Error("index '" + index + "': cannot lock '" + p + "': " + std::strerror(err));
-    }
-  }
-  ~IndexLock() {
-    if (fd_ >= 0) ::close(fd_);  // releases the lock
-  }
-  IndexLock(const IndexLock&) = delete;
-  IndexLock& operator=(const IndexLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
-
 std::string context_of(const std::string& path) {
   return "index file '" + path + "'";
-}
-
-// Removes "<index>.tmp.<pid>" files that writers killed mid-write left behind. Called under the
-// index lock: every writer holds it while its temporary file exists, so any other one is stale.
-void remove_stale_temporaries(const std::string& index) {
-  std::error_code ec;
-  const fs::path p(index);
-  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  const std::string prefix = p.filename().string() + ".tmp.";
-  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
-       it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind(prefix, 0) == 0 && name != prefix + std::to_string(::getpid())) {
-      std::error_code rm;
-      fs::remove(it->path(), rm);
-    }
-  }
 }
 
 }  // namespace
@@ -326,20 +339,11 @@ void TextureFeatures::compute(const std::vector<const Tensor*>& images, float* o
   }
 }
 
-// ---- the file -----------------------------------------------------------------------------------
+namespace index_internal {
 
-TextureIndex TextureIndex::open(const std::string& path) {
-  TextureIndex idx;
-  idx.path_ = path;
-  h5::File f = h5::File::open(path, context_of(path));
-  if (!f.has_attr("/", "format") || f.read_attr_string("/", "format") != kFormat)
-    f.fail("not a preimage texture index (attribute 'format' is not '" + std::string(kFormat) +
-           "')");
-  const auto version = f.read_attr_int64s("/", "format_version");
-  if (version.size() != 1 || version[0] != kFormatVersion)
-    f.fail("format_version " + (version.empty() ? std::string("?") : std::to_string(version[0])) +
-           " is not supported (expected " + std::to_string(kFormatVersion) + ")");
-  TextureIndexSettings& s = idx.settings_;
+void read_settings(const h5::File& f, TextureIndexSettings& s, std::vector<int>& segments) {
+  segments.assign(1, 0);
+  s.channels.clear();
   s.layers = f.read_attr_strings("/", "layers");
   for (int64_t c : f.read_attr_int64s("/", "channels"))
     s.channels.push_back(int(std::clamp<int64_t>(c, -1, 1 << 20)));  // range checked below
@@ -352,10 +356,6 @@ TextureIndex TextureIndex::open(const std::string& path) {
     f.fail("attributes 'size' and 'crop' must hold one value each");
   s.size = int(size[0]);
   s.crop = float(crop[0]);
-  const std::string dtype = f.read_attr_string("/", "dtype");
-  if (dtype != "float32" && dtype != "float16")
-    f.fail("attribute 'dtype' is '" + dtype + "', expected float32 or float16");
-  s.half = dtype == "float16";
   if (s.layers.empty() || s.layers.size() != s.channels.size())
     f.fail("attributes 'layers' and 'channels' disagree (" + std::to_string(s.layers.size()) +
            " vs " + std::to_string(s.channels.size()) + ")");
@@ -363,10 +363,48 @@ TextureIndex TextureIndex::open(const std::string& path) {
     // VGG layers have at most 512 channels; the cap keeps D = Σ C(C+1)/2 far from int overflow.
     if (c <= 0 || c > 4096)
       f.fail("attribute 'channels' holds " + std::to_string(c) + ", expected a count in 1..4096");
-    if (idx.segments_.back() > (1 << 30))
+    if (segments.back() > (1 << 30))
       f.fail("attributes 'layers' and 'channels' describe vectors too long (corrupt file)");
-    idx.segments_.push_back(idx.segments_.back() + int(gram_vector_length(c)));
+    segments.push_back(segments.back() + int(gram_vector_length(c)));
   }
+}
+
+void write_settings(h5::File& f, const TextureIndexSettings& s, const std::vector<int>& segments) {
+  f.write_attr_string("/", "format", kFormat);
+  f.write_attr_strings("/", "layers", s.layers);
+  f.write_attr_int64s("/", "channels", std::vector<int64_t>(s.channels.begin(), s.channels.end()));
+  f.write_attr_int64s("/", "segments", std::vector<int64_t>(segments.begin(), segments.end()));
+  f.write_attr_string("/", "weights", s.weights);
+  f.write_attr_string("/", "weights_identity", s.weights_identity);
+  f.write_attr_string("/", "arch", s.arch);
+  f.write_attr_int64s("/", "size", {s.size});
+  f.write_attr_doubles("/", "crop", {double(s.crop)});
+}
+
+}  // namespace index_internal
+
+// ---- the file -----------------------------------------------------------------------------------
+
+TextureIndex TextureIndex::open(const std::string& path) {
+  TextureIndex idx;
+  idx.path_ = path;
+  h5::File f = h5::File::open(path, context_of(path));
+  if (!f.has_attr("/", "format") || f.read_attr_string("/", "format") != kFormat)
+    f.fail("not a preimage texture index (attribute 'format' is not '" + std::string(kFormat) +
+           "')");
+  const auto version = f.read_attr_int64s("/", "format_version");
+  if (version.size() == 1 && version[0] == 2 && f.has_attr("/", "index_type"))
+    f.fail("is an approximate (" + f.read_attr_string("/", "index_type") +
+           ") texture index; open it with preimage::ApproxTextureIndex (preimage/approx_index.h)");
+  if (version.size() != 1 || version[0] != kFormatVersion)
+    f.fail("format_version " + (version.empty() ? std::string("?") : std::to_string(version[0])) +
+           " is not supported (expected " + std::to_string(kFormatVersion) + ")");
+  TextureIndexSettings& s = idx.settings_;
+  read_settings(f, s, idx.segments_);
+  const std::string dtype = f.read_attr_string("/", "dtype");
+  if (dtype != "float32" && dtype != "float16")
+    f.fail("attribute 'dtype' is '" + dtype + "', expected float32 or float16");
+  s.half = dtype == "float16";
   const int64_t D = idx.segments_.back();
 
   const auto paths = f.read_strings("/paths");
@@ -465,18 +503,9 @@ struct TextureIndexWriter {
     };
     write_atomically(path, [&](const std::string& tmp) {
       h5::File f = h5::File::create(tmp, context_of(tmp));
-      f.write_attr_string("/", "format", kFormat);
+      write_settings(f, s, segments);
       f.write_attr_int64s("/", "format_version", {kFormatVersion});
-      f.write_attr_strings("/", "layers", s.layers);
-      f.write_attr_int64s("/", "channels",
-                          std::vector<int64_t>(s.channels.begin(), s.channels.end()));
-      f.write_attr_int64s("/", "segments", std::vector<int64_t>(segments.begin(), segments.end()));
       f.write_attr_string("/", "dtype", s.half ? "float16" : "float32");
-      f.write_attr_string("/", "weights", s.weights);
-      f.write_attr_string("/", "weights_identity", s.weights_identity);
-      f.write_attr_string("/", "arch", s.arch);
-      f.write_attr_int64s("/", "size", {s.size});
-      f.write_attr_doubles("/", "crop", {double(s.crop)});
       f.write_attr_string("/", "distance",
                           "sum over layers of ||G1/||G1||_F - G2/||G2||_F||_F; vectors: upper "
                           "triangle row-major, off-diagonals times sqrt(2), unit norm per layer");
@@ -545,12 +574,7 @@ std::vector<std::string> image_files_under(const std::string& dir_or_file) {
   return out;
 }
 
-namespace {
-
-struct NewEntry {
-  TextureEntry entry;
-  std::vector<unsigned char> bytes;
-};
+namespace index_internal {
 
 // Extracts vectors of `to_index` (absolute paths with their sha256), in batches of equal shapes;
 // unreadable images go to report.skipped.
@@ -643,14 +667,14 @@ std::vector<std::pair<std::string, std::string>> hashed_images(
   return out;
 }
 
-}  // namespace
+}  // namespace index_internal
 
 IndexUpdateReport build_texture_index(const std::vector<std::string>& images,
                                       const TextureIndexSettings& settings, const std::string& out,
                                       Device device, const IndexUpdateOptions& options) {
   IndexUpdateReport report;
   TextureFeatures feat(settings, device);
-  IndexLock lock(out);
+  WriterLock lock(out);
   remove_stale_temporaries(out);
   std::vector<NewEntry> fresh = extract(feat, hashed_images(images, report), options, report);
   require(!fresh.empty(), "no readable image among the " + std::to_string(images.size()) +
@@ -672,7 +696,7 @@ IndexUpdateReport add_to_texture_index(const std::string& index,
                                        const std::vector<std::string>& images, Device device,
                                        const IndexUpdateOptions& options) {
   IndexUpdateReport report;
-  IndexLock lock(index);
+  WriterLock lock(index);
   remove_stale_temporaries(index);
   TextureIndex old = TextureIndex::open(index);
   const auto problems = old.verify();

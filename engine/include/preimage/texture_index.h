@@ -16,8 +16,10 @@
 //   /image_sha256  (N) strings
 //   /checksum      (N) strings: FNV-1a 64 (hex) of the entry (path, size, sha256, stored bytes)
 // Crash safety: every change writes a complete new file under a temporary name and renames it
-// over the old one (preimage/atomic_file.h), under an exclusive lock on "<index>.lock"; readers
-// see the old or the new index, never a partial one.
+// over the old one (preimage/atomic_file.h), under an exclusive lock on "<index>.lock" taken
+// without waiting (a second concurrent writer is refused with an Error naming the lock); readers
+// see the old or the new index, never a partial one. This is the exact index (the reference);
+// preimage/approx_index.h has the FAISS types with append-only adds.
 #pragma once
 #include <cstddef>
 #include <functional>

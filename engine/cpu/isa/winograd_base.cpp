@@ -1,0 +1,4 @@
+// The Winograd row transforms for the base instruction set (flags: CMakeLists.txt, "CPU
+// dispatch"); selected at run time by engine/cpu/isa.cpp.
+#define PREIMAGE_ISA_NS isa_baseline
+#include "engine/cpu/winograd_transforms.inc"
