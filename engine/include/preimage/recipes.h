@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -29,6 +30,7 @@
 
 #include "preimage/descriptors.h"
 #include "preimage/network.h"
+#include "preimage/objective.h"
 #include "preimage/tensor.h"
 
 namespace preimage {
@@ -42,10 +44,11 @@ std::vector<LayerWeight> parse_layer_weights(const std::string& spec, const std:
 
 // Reported after every iteration. Return false from the callback to cancel (like the flag).
 struct ProgressInfo {
-  int stage = 0, stages = 1;       // octave (0-based) and octave count
-  int iteration = 0;               // 1-based, within the stage
-  int iterations = 0;              // the stage's iteration budget
-  double loss = 0;                 // objective value at this iteration
+  int stage = 0, stages = 1;  // octave (0-based) and octave count
+  int iteration = 0;          // 1-based, within the stage
+  int iterations = 0;         // the stage's iteration budget
+  double loss = 0;            // objective value at this iteration
+  int recorded = 0;           // iterations recorded so far, all stages (resumed included)
   const std::vector<std::string>* labels = nullptr;  // term labels, e.g. "gram:relu1_1"
   const std::vector<double>* terms = nullptr;        // each term's weighted value
 };
@@ -64,10 +67,10 @@ struct RecipeOptions {
   // Initial image: "noise" (seeded uniform [0.25, 0.75]; "random" is an alias), "input" (the
   // recipe's input image, resized), or "image" (init_image, resized).
   std::string init = "noise";
-  Tensor init_image;
-  float tv = 0.f, tv_beta = 2.f;            // TV^β prior, weight of its per-value mean
-  float alpha = 6.f, alpha_weight = 0.f;    // α-norm prior, weight of its per-value mean
-  int jitter = 0;                           // ascent recipes: random shift in pixels
+  std::shared_ptr<const Tensor> init_image;  // shared, so that options stay copyable
+  float tv = 0.f, tv_beta = 2.f;             // TV^β prior, weight of its per-value mean
+  float alpha = 6.f, alpha_weight = 0.f;     // α-norm prior, weight of its per-value mean
+  int jitter = 0;                            // ascent recipes: random shift in pixels
 
   // Checkpoints: with a prefix, stage k's state goes to "<prefix>.stage<k>.ckpt.h5" when the
   // run is cancelled and at every snapshot; a finished run removes them. resume continues the
@@ -79,10 +82,10 @@ struct RecipeOptions {
   int snapshot_every = 0;  // every N iterations: on_snapshot, and a checkpoint with a prefix
   std::function<void(const Tensor& image, int stage, int iteration)> on_snapshot;
 
-  ProgressFn progress;                          // after every iteration
-  std::function<void()> on_start;               // once, after validation, before iterating
+  ProgressFn progress;             // after every iteration
+  std::function<void()> on_start;  // once, after validation, before iterating
   std::function<void(const std::string& checkpoint, int iteration)> on_resume;
-  const std::atomic<bool>* cancel = nullptr;    // set → stop after this iteration, checkpoint
+  const std::atomic<bool>* cancel = nullptr;  // set → stop after this iteration, checkpoint
 };
 
 struct RecipeResult {
@@ -156,14 +159,14 @@ RecipeResult caricature(Network& net, const Tensor& image, const CaricatureOptio
 // ---- gradient-ascent recipes ---------------------------------------------------------------
 
 struct VisualizeOptions : RecipeOptions {
-  int channel = -1;              // the channel to maximize (spatial mean, or at the neuron)
+  int channel = -1;  // the channel to maximize (spatial mean, or at the neuron)
   int neuron_y = -1, neuron_x = -1;
-  int class_index = -1;          // a class score of a classifier layer (layers: fc8)
-  float l2_decay = 0.f;          // per step, towards mid-grey
-  int blur_every = 0;            // Gaussian blur every N steps
+  int class_index = -1;  // a class score of a classifier layer (layers: fc8)
+  float l2_decay = 0.f;  // per step, towards mid-grey
+  int blur_every = 0;    // Gaussian blur every N steps
   float blur_sigma = 0.5f;
-  float clip_small = 0.f;        // zero pixels below this fraction of the largest norm
-  float step = 1.5f;             // step / 255 per mean |gradient|
+  float clip_small = 0.f;  // zero pixels below this fraction of the largest norm
+  float step = 1.5f;       // step / 255 per mean |gradient|
   VisualizeOptions() {
     layers.clear();  // exactly one layer is required (fc8 by default with class_index)
     size = "128";
@@ -188,6 +191,15 @@ struct DreamOptions : RecipeOptions {
 RecipeResult dream(Network& net, const Tensor& image, const DreamOptions& options);
 
 // ---- building blocks the recipes share (also useful to callers) ---------------------------
+
+// The L-BFGS driver under the recipes, for a custom objective: octaves ending at height×width;
+// build(objective, stage, h, w) adds the stage's terms (the options' priors are added after);
+// the first stage starts from options.init ("input": `input`, resized), later ones from the
+// previous result, upsampled. `name` tags checkpoints; memory_taps feed the memory estimate.
+RecipeResult optimize_image(Network& net, const std::string& name, int height, int width,
+                            const Tensor& input, const std::vector<std::string>& memory_taps,
+                            const RecipeOptions& options,
+                            const std::function<void(Objective&, int stage, int h, int w)>& build);
 
 // Estimated peak bytes of an optimization of an h×w image reading `taps` with an L-BFGS memory
 // of `history`; throws Error (with the estimate and what to reduce) when it exceeds what the
