@@ -6,6 +6,7 @@
 //            (apps/cli_attributes.cpp, docs/attributes.md)
 //   forward: VGG forward/backward printing per-layer shapes and norms of the activations and of
 //            the input gradient of L = Σ ½‖A‖²/numel over the layers.
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -157,7 +158,61 @@ struct Entry {
   std::string name, summary;
   std::function<int(int, char**)> run;
   std::function<std::string()> help;
+  bool native_json = true;  // prints its own --json result; otherwise json_wrapped() does
 };
+
+// --json for a command whose result is the files it writes (printed one a line on stdout):
+// runs it with --json removed and stdout captured, then prints {command, version, commit, argv,
+// outputs}.
+int json_wrapped(const Entry& e, int argc, char** argv) {
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i)
+    if (std::string(argv[i]) != "--json") args.push_back(argv[i]);
+  args.push_back(nullptr);
+  std::fflush(stdout);
+  std::FILE* tmp = std::tmpfile();
+  require(tmp != nullptr, "--json: cannot create a temporary file");
+  const int saved = dup(STDOUT_FILENO);
+  dup2(fileno(tmp), STDOUT_FILENO);
+  int rc = 1;
+  auto restore = [&] {
+    std::fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+  };
+  try {
+    rc = e.run(int(args.size()) - 1, args.data());
+  } catch (...) {
+    restore();
+    std::fclose(tmp);
+    throw;
+  }
+  restore();
+  std::rewind(tmp);
+  std::vector<std::string> lines;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, tmp)) {
+    std::string l = buf;
+    while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+    if (!l.empty()) lines.push_back(l);
+  }
+  std::fclose(tmp);
+  cli::Json j;
+  j.begin_object();
+  j.value("command", e.name);
+  j.value("version", cli::version_string());
+  j.value("commit", cli::git_commit());
+  j.begin_array("argv");
+  for (int i = 0; i < argc; ++i) j.value("", std::string(argv[i]));
+  j.end_array();
+  j.value("exit_code", rc);
+  j.begin_array("outputs");
+  for (const auto& l : lines) j.value("", l);
+  j.end_array();
+  j.end_object();
+  std::printf("%s\n", j.str().c_str());
+  return rc;
+}
 
 std::string group_help(const char* usage) {
   return std::string("usage:\n") + usage;
@@ -183,19 +238,21 @@ const std::vector<Entry>& registry() {
       const std::string n = name;
       r.push_back({n, summary,
                    [n](int argc, char** argv) { return cli::run_analysis(n, argc, argv); },
-                   [n] { return cli::analysis_help(n); }});
+                   [n] { return cli::analysis_help(n); }, false});
     }
     for (const char* sub : {"build", "add", "info", "verify"})
       r.push_back({std::string("index ") + sub, "texture index of an image collection",
-                   cli::run_index_command, [] { return group_help(cli::index_usage()); }});
+                   cli::run_index_command, [] { return group_help(cli::index_usage()); },
+                   std::string(sub) == "info" || std::string(sub) == "verify"});
     r.push_back({"search", "nearest textures in an index", cli::run_index_command,
                  [] { return group_help(cli::index_usage()); }});
     for (const char* sub : {"train", "invert", "eval"})
       r.push_back({std::string("decoder ") + sub, "feature-inversion decoder",
-                   cli::run_decoder_command, [] { return group_help(cli::decoder_usage()); }});
+                   cli::run_decoder_command, [] { return group_help(cli::decoder_usage()); },
+                   std::string(sub) == "eval"});
     for (const char* sub : {"train", "show", "apply"})
       r.push_back({std::string("attributes ") + sub, "B-CNN attribute classifiers and edits",
-                   cli::run_attributes, [] { return group_help(cli::attributes_usage()); }});
+                   cli::run_attributes, [] { return group_help(cli::attributes_usage()); }, false});
     return r;
   }();
   return list;
@@ -265,6 +322,9 @@ int main(int argc, char** argv) {
         std::printf("%s", found->help().c_str());
         return 0;
       }
+      bool json = false;
+      for (int i = first; i < argc; ++i) json = json || std::string(argv[i]) == "--json";
+      if (json && !found->native_json) return json_wrapped(*found, argc, argv);
       return found->run(argc, argv);
     }
     // A command group without (or with an unknown) subcommand: its own message, or its usage.

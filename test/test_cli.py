@@ -584,6 +584,12 @@ def json_result_for_every_recipe_command():
              "--json"], d)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["input_sha256"] == sha256(BRICK)
+    # Commands whose result is the files they write: --json lists them.
+    r = run(["filters", "--layer", "conv1_1", "--out", "f.png", "--json"], d)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["command"] == "filters" and j["outputs"] == ["f.png"] and j["exit_code"] == 0, j
+    assert os.path.isfile(os.path.join(d, "f.png"))
 
 
 @case
