@@ -158,6 +158,9 @@ TEST_CASE("recipes: errors name the option", "[recipes]") {
   const std::string ve = error_of([&] { visualize(net, Tensor(), v); });
   CHECK(ve.find("options.channel 64 out of range") != std::string::npos);
   t.resume = false;
+  t.size = "-3";
+  CHECK(error_of([&] { synthesize_texture(net, img, t); }).find("options.size '-3'") !=
+        std::string::npos);
   t.size = "60000";
   CHECK(error_of([&] { synthesize_texture(net, img, t); }).find("options.size") !=
         std::string::npos);

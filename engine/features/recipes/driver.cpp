@@ -179,7 +179,7 @@ Driver::Driver(std::string recipe, const RecipeOptions& o, Network* net)
 std::pair<int, int> Driver::target_size(int h, int w) const {
   if (o_.size.empty()) return {h, w};
   int th = 0, tw = 0;
-  parse_size(o_.size, h, w, &th, &tw);
+  parse_size(o_.size, h, w, &th, &tw, "options.size");
   return {th, tw};
 }
 

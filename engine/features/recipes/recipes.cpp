@@ -360,7 +360,7 @@ RecipeResult visualize(Network& net, const Tensor& input, const VisualizeOptions
   if (from_input)
     std::tie(h, w) = drv.target_size(input.shape().h, input.shape().w);
   else
-    parse_size(o.size.empty() ? "128" : o.size, 128, 128, &h, &w);
+    parse_size(o.size.empty() ? "128" : o.size, 128, 128, &h, &w, "options.size");
   const Shape ts = net.tap_shape(tap, {1, 3, h, w});
   const int ch = o.class_index >= 0 ? o.class_index : o.channel;
   require(ch < ts.c, std::string(o.class_index >= 0 ? "options.class_index " : "options.channel ") +
