@@ -702,12 +702,7 @@ int run_analysis(const std::string& command, int argc, char** argv) {
   const Spec* spec = find_spec(command);
   require(spec != nullptr, "unknown command '" + command + "'");
   if (argc > 2 && (std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h")) {
-    std::fprintf(stderr, "preimage %s%s%s: %s\nflags:", command.c_str(),
-                 spec->positional.empty() ? "" : " ", spec->positional.c_str(),
-                 spec->summary.c_str());
-    for (const auto& f : spec->flags)
-      std::fprintf(stderr, " %s%s", f == "k" ? "-" : "--", f.c_str());
-    std::fprintf(stderr, "\n");
+    std::printf("%s", analysis_help(command).c_str());
     return 0;
   }
   const Args a = parse_args(*spec, argc, argv);
@@ -719,6 +714,21 @@ int run_analysis(const std::string& command, int argc, char** argv) {
   if (command == "patches") return run_patches(a);
   if (command == "head") return run_head(a);
   return run_filters(a);
+}
+
+std::vector<std::pair<std::string, std::string>> analysis_commands() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Spec& s : specs()) out.emplace_back(s.name, s.summary);
+  return out;
+}
+
+std::string analysis_help(const std::string& command) {
+  const Spec* spec = find_spec(command);
+  require(spec != nullptr, "unknown command '" + command + "'");
+  std::string out = "usage: preimage " + command + (spec->positional.empty() ? "" : " ") +
+                    spec->positional + " [options]\n" + spec->summary + "\noptions:";
+  for (const auto& f : spec->flags) out += std::string(" ") + (f == "k" ? "-" : "--") + f;
+  return out + "\n";
 }
 
 void print_analysis_usage() {

@@ -12,6 +12,8 @@
 // directory or a feature file) come first or anywhere, flags as --flag VALUE or --flag=VALUE.
 #pragma once
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace preimage::cli {
 
@@ -21,5 +23,8 @@ bool is_analysis_command(const std::string& command);
 int run_analysis(const std::string& command, int argc, char** argv);
 // One usage line per analysis subcommand.
 void print_analysis_usage();
+// Name and summary of every analysis subcommand; one command's --help text.
+std::vector<std::pair<std::string, std::string>> analysis_commands();
+std::string analysis_help(const std::string& command);
 
 }  // namespace preimage::cli

@@ -324,11 +324,6 @@ Loaded load_classifier(Options& o) {
 // Starts a fresh output (one per rendered attribute) in the same session.
 void reset_run(Session& s, const std::string& out) {
   s.opt.out = out;
-  s.term_labels.clear();
-  s.term_history.clear();
-  s.loss_history.clear();
-  s.stage_of_iteration.clear();
-  s.stop_reason = "none";
   s.results = Json();
   s.results.begin_object();
 }
@@ -357,41 +352,38 @@ Tensor device_tensor(const std::vector<float>& v, int rows, int cols, Device d) 
 
 int run_show(Options o) {
   Loaded l = load_classifier(o);
-  if (!o.iters) o.iters = 100;
-  if (o.tv < 0) o.tv = 1.f;
   const AttributeClassifier& c = l.c;
   Session s = open_session(o, c.features.pool == "avg");
   check_attribute_classifier(c, *s.net, "--classifier '" + l.path + "'");
   int h = 0, w = 0;
   parse_size(o.size.empty() ? std::to_string(c.features.size) : o.size, c.features.size,
              c.features.size, &h, &w);
-  check_memory(s, h, w, c.features.layers);
+  check_recipe_memory(*s.net, h, w, c.features.layers, o.history);
   const int K = c.classes_count();
   const Tensor W = device_tensor(c.w, K, c.dim, s.device);
   const Tensor B = device_tensor(c.b, 1, K, s.device);
-  const auto sizes = octave_sizes(h, w, o);
   for (size_t i = 0; i < l.targets.size(); ++i) {
     const int target = l.targets[i];
     reset_run(s, l.outs[i]);
-    Tensor x;
-    for (int k = 0; k < int(sizes.size()); ++k) {
-      const auto [hk, wk] = sizes[size_t(k)];
-      Objective obj;
-      auto t = make_attribute_term(c.features.layers, W.view(), B.view(), target, o.strength,
-                                   c.features.eps);
-      t->label = "attribute:" + c.classes[size_t(target)];
-      obj.add(std::move(t));
-      add_priors(obj, o, hk, wk);
-      x = k == 0 ? initial_image(o, hk, wk, nullptr) : resize(x.view(), hk, wk);
-      run_lbfgs(s, obj, x, k, int(sizes.size()), o.iters);
-      if (s.interrupted) return finish(s, x);
-    }
+    RecipeOptions r;
+    r.tv = 1.f;
+    apply_common(s, r);
+    const RecipeResult res =
+        optimize_image(*s.net, o.command, h, w, Tensor(), c.features.layers, r,
+                       [&](Objective& obj, int, int, int) {
+                         auto t = make_attribute_term(c.features.layers, W.view(), B.view(), target,
+                                                      o.strength, c.features.eps);
+                         t->label = "attribute:" + c.classes[size_t(target)];
+                         obj.add(std::move(t));
+                       });
+    if (res.cancelled) return finish(s, res);
+    const Tensor& x = res.image;
     const std::vector<double> p = probabilities(s, c, x);
     record_classifier(s, l, target, p);
     if (!o.quiet)
       std::fprintf(stderr, "attribute %s: probability %.4f\n", c.classes[size_t(target)].c_str(),
                    p[size_t(target)]);
-    const int rc = finish(s, x);
+    const int rc = finish(s, res);
     if (rc) return rc;
   }
   return 0;
@@ -403,9 +395,6 @@ int run_apply(Options o) {
   const bool keep = raw(o, "keep-content") == "1";
   if (o.layers.empty())
     o.layers = parse_layers("relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", "layers");
-  if (!o.iters) o.iters = 100;
-  if (o.tv < 0) o.tv = 0.f;
-  if (!o.given("init")) o.init = keep ? "input" : "noise";
   const AttributeClassifier& c = l.c;
   Session s = open_session(o, c.features.pool == "avg");
   check_attribute_classifier(c, *s.net, "--classifier '" + l.path + "'");
@@ -421,11 +410,12 @@ int run_apply(Options o) {
   for (const auto& t : c.features.layers) all.push_back(t);
   if (keep) all.push_back(content_tap);
   s.net->check_taps(all);
-  Tensor src = load_rgb(o.input, "--input");
-  const auto [H, W_] = target_size(src.shape().h, src.shape().w, o);
-  check_memory(s, H, W_, all);
+  Tensor src = load_rgb(s, o.input, "--input");
+  int H = src.shape().h, W_ = src.shape().w;
+  if (!o.size.empty()) parse_size(o.size, src.shape().h, src.shape().w, &H, &W_);
+  check_recipe_memory(*s.net, H, W_, all, o.history);
   if (H != src.shape().h || W_ != src.shape().w) src = resize(src.view(), H, W_);
-  const auto sizes = octave_sizes(H, W_, o);
+  const auto sizes = octave_sizes(H, W_, o.octaves, o.octave_scale);
   // The source's statistics at every octave, computed once and shared by every attribute.
   std::vector<std::map<std::string, Tensor>> stats(sizes.size());
   std::vector<Tensor> srcs;
@@ -447,32 +437,31 @@ int run_apply(Options o) {
   for (size_t i = 0; i < l.targets.size(); ++i) {
     const int target = l.targets[i];
     reset_run(s, l.outs[i]);
-    Tensor x;
-    for (int k = 0; k < int(sizes.size()); ++k) {
-      const auto [hk, wk] = sizes[size_t(k)];
-      Objective obj;
-      if (keep) {
-        auto t = make_feature_term(content_tap, stats[size_t(k)].at(content_tap).view(), nullptr,
-                                   o.content_weight);
-        t->label = "content:" + content_tap;
-        obj.add(std::move(t));
-      } else {
-        for (const auto& lw : o.layers) {
-          const View v = stats[size_t(k)].at(lw.layer).view();
-          auto t = make_bcnn_term(lw.layer, lw.layer, v, v, lw.weight);
-          t->label = "bcnn:" + lw.layer;
+    RecipeOptions r;
+    r.init = keep ? "input" : "noise";
+    apply_common(s, r);
+    const RecipeResult res =
+        optimize_image(*s.net, o.command, H, W_, src, all, r, [&](Objective& obj, int k, int, int) {
+          if (keep) {
+            auto t = make_feature_term(content_tap, stats[size_t(k)].at(content_tap).view(),
+                                       nullptr, o.content_weight);
+            t->label = "content:" + content_tap;
+            obj.add(std::move(t));
+          } else {
+            for (const auto& lw : o.layers) {
+              const View v = stats[size_t(k)].at(lw.layer).view();
+              auto t = make_bcnn_term(lw.layer, lw.layer, v, v, lw.weight);
+              t->label = "bcnn:" + lw.layer;
+              obj.add(std::move(t));
+            }
+          }
+          auto t = make_attribute_term(c.features.layers, Wt.view(), Bt.view(), target, o.strength,
+                                       c.features.eps);
+          t->label = "attribute:" + c.classes[size_t(target)];
           obj.add(std::move(t));
-        }
-      }
-      auto t = make_attribute_term(c.features.layers, Wt.view(), Bt.view(), target, o.strength,
-                                   c.features.eps);
-      t->label = "attribute:" + c.classes[size_t(target)];
-      obj.add(std::move(t));
-      add_priors(obj, o, hk, wk);
-      x = k == 0 ? initial_image(o, hk, wk, &srcs[0]) : resize(x.view(), hk, wk);
-      run_lbfgs(s, obj, x, k, int(sizes.size()), o.iters);
-      if (s.interrupted) return finish(s, x);
-    }
+        });
+    if (res.cancelled) return finish(s, res);
+    const Tensor& x = res.image;
     const std::vector<double> p = probabilities(s, c, x);
     record_classifier(s, l, target, p);
     s.results.value("mode", keep ? "content+attribute" : "texture+attribute");
@@ -501,7 +490,7 @@ int run_apply(Options o) {
                    "%.4f over %zu layer(s)\n",
                    c.classes[size_t(target)].c_str(), p[size_t(target)], p_src[size_t(target)],
                    dist, tex.size());
-    const int rc = finish(s, x);
+    const int rc = finish(s, res);
     if (rc) return rc;
   }
   return 0;

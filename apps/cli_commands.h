@@ -15,5 +15,7 @@ struct Command {
 };
 
 const std::vector<Command>& commands();
+// The command's --help text: every flag with its value, help and default.
+std::string command_help(const Command& c);
 
 }  // namespace preimage::cli

@@ -145,6 +145,20 @@ Options parse_options(const std::string& command, int argc, char** argv, int fir
       o.stats = v;
     else if (k == "style")
       o.style = v;
+    else if (k == "content-layers")
+      o.content_layers = parse_layers(v, k);
+    else if (k == "style-scale")
+      o.style_scale = to_float(v, k, 1e-3f, 64.f);
+    else if (k == "style-blend-weights") {
+      size_t p = 0;
+      while (p <= v.size()) {
+        size_t q = v.find(',', p);
+        if (q == std::string::npos) q = v.size();
+        o.style_blend_weights.push_back(to_float(v.substr(p, q - p), k, 0.f, 1e12f));
+        p = q + 1;
+      }
+    } else if (k == "json")
+      o.json = v == "1";
     else if (k == "content-weight")
       o.content_weight = to_float(v, k, 0.f, 1e12f);
     else if (k == "style-weight")

@@ -9,12 +9,11 @@
 #include <utility>
 #include <vector>
 
+#include "preimage/recipes.h"
+
 namespace preimage::cli {
 
-struct LayerWeight {
-  std::string layer;
-  float weight = 1.f;
-};
+using preimage::LayerWeight;
 
 struct Options {
   std::string command;
@@ -45,8 +44,12 @@ struct Options {
   bool quiet = false;
 
   // subcommand-specific
-  std::string stats = "gram";  // texture: gram | bcnn
-  std::string style;           // style: style image
+  std::string stats = "gram";               // texture: gram | bcnn
+  std::string style;                        // style: style image(s), comma-separated
+  std::vector<LayerWeight> content_layers;  // style: default relu4_2
+  float style_scale = 1.f;                  // style: style long side / output long side
+  std::vector<float> style_blend_weights;   // style: one per --style image
+  bool json = false;                        // print the result JSON on stdout
   float content_weight = 1.f, style_weight = 1.f;
   bool original_colors = false;
   int channel = -1, neuron_y = -1, neuron_x = -1, class_index = -1;

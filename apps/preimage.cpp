@@ -6,11 +6,13 @@
 //            (apps/cli_attributes.cpp, docs/attributes.md)
 //   forward: VGG forward/backward printing per-layer shapes and norms of the activations and of
 //            the input gradient of L = Σ ½‖A‖²/numel over the layers.
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -20,6 +22,8 @@
 #include "cli_commands.h"
 #include "cli_decoder.h"
 #include "cli_index.h"
+#include "cli_run.h"
+#include "json.h"
 #include "preimage/device.h"
 #include "preimage/error.h"
 #include "preimage/hdf5_probe.h"
@@ -61,9 +65,18 @@ int cmd_forward(const Args& a) {
           "forward: unexpected argument '" + (a.positional.empty() ? "" : a.positional[0]) + "'");
   const Device dev = resolve_device(get(a, "device", "auto"));
   Weights w = load_weights(get(a, "weights", "random:0"), parse_arch(get(a, "arch", "vgg19")));
-  std::printf(
-      "weights: %s%s\n", w.identity.c_str(),
-      w.random ? "  (RANDOM features: seeded He-initialized VGG, not a trained network)" : "");
+  const bool json = get(a, "json", "0") == "1";
+  cli::Json j;
+  j.begin_object();
+  j.value("command", "forward");
+  j.value("version", cli::version_string());
+  j.value("commit", cli::git_commit());
+  j.value("weights", w.identity);
+  j.value("random_weights", w.random);
+  if (!json)
+    std::printf(
+        "weights: %s%s\n", w.identity.c_str(),
+        w.random ? "  (RANDOM features: seeded He-initialized VGG, not a trained network)" : "");
   const std::string input = get(a, "input", "");
   Tensor img;
   if (input.empty()) {
@@ -82,16 +95,27 @@ int cmd_forward(const Args& a) {
   std::vector<std::string> taps =
       split(get(a, "layers", "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"));
   img = img.to(dev);
-  std::printf("input %s on %s: %s\n", input.empty() ? "(synthetic)" : input.c_str(),
-              device_name(dev), img.shape().str().c_str());
+  j.value("input", input.empty() ? std::string("(synthetic)") : input);
+  if (!input.empty()) j.value("input_sha256", sha256_file(input));
+  j.value("device", device_name(dev));
+  j.value("shape", img.shape().str());
+  if (!json)
+    std::printf("input %s on %s: %s\n", input.empty() ? "(synthetic)" : input.c_str(),
+                device_name(dev), img.shape().str().c_str());
   auto t0 = std::chrono::steady_clock::now();
   net.forward(img.view(), taps);
   std::map<std::string, View> grads;
   std::vector<Tensor> scaled;
-  std::printf("%-10s %-16s %14s\n", "layer", "shape", "||A||");
+  if (!json) std::printf("%-10s %-16s %14s\n", "layer", "shape", "||A||");
+  j.begin_array("layers");
   for (const auto& t : taps) {
     const Tensor& act = net.tap(t);
-    std::printf("%-10s %-16s %14.6g\n", t.c_str(), act.shape().str().c_str(), norm(act));
+    if (!json) std::printf("%-10s %-16s %14.6g\n", t.c_str(), act.shape().str().c_str(), norm(act));
+    j.begin_object();
+    j.value("layer", t);
+    j.value("shape", act.shape().str());
+    j.value("norm", norm(act));
+    j.end_object();
     // dL/dA for L = ½‖A‖²/numel
     std::vector<float> g = act.to_vector();
     for (float& v : g) v /= float(act.numel());
@@ -101,29 +125,157 @@ int cmd_forward(const Args& a) {
   Tensor gimg;
   net.backward(grads, gimg);
   auto t1 = std::chrono::steady_clock::now();
+  const double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  j.end_array();
+  j.value("input_gradient_norm", norm(gimg));
+  j.value("forward_backward_ms", ms);
+  j.end_object();
+  if (json) {
+    std::printf("%s\n", j.str().c_str());
+    return 0;
+  }
   std::printf("input gradient %s: ||dL/dx|| = %.6g\n", gimg.shape().str().c_str(), norm(gimg));
-  std::printf("forward+backward: %.1f ms\n",
-              std::chrono::duration<double, std::milli>(t1 - t0).count());
+  std::printf("forward+backward: %.1f ms\n", ms);
   return 0;
 }
 
-void usage() {
-  std::fprintf(stderr, "usage: preimage <command> [options]\ncommands:\n");
+const char* const kForwardHelp =
+    "usage: preimage forward [options]\n"
+    "VGG forward/backward: per-layer shapes and norms of the activations and of the input "
+    "gradient of L = sum ||A||^2/(2 numel) over the layers\n"
+    "options:\n"
+    "  --weights FILE|random:SEED  VGG weights (default: random:0)\n"
+    "  --arch vgg16|vgg19          network architecture (default: vgg19)\n"
+    "  --device auto|cpu|cuda      where to compute (default: auto)\n"
+    "  --input IMAGE               input image (default: a synthetic 64x64 pattern)\n"
+    "  --size N|WxH                resize the input first (default: its size)\n"
+    "  --layers L,...              taps (default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)\n"
+    "  --json                      print the result as JSON on stdout\n";
+
+// The one command registry: every subcommand (two-word ones as "index build"), its summary, how
+// to run it and its --help text.
+struct Entry {
+  std::string name, summary;
+  std::function<int(int, char**)> run;
+  std::function<std::string()> help;
+  bool native_json = true;  // prints its own --json result; otherwise json_wrapped() does
+};
+
+// --json for a command whose result is the files it writes (printed one a line on stdout):
+// runs it with --json removed and stdout captured, then prints {command, version, commit, argv,
+// outputs}.
+int json_wrapped(const Entry& e, int argc, char** argv) {
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i)
+    if (std::string(argv[i]) != "--json") args.push_back(argv[i]);
+  args.push_back(nullptr);
+  std::fflush(stdout);
+  std::FILE* tmp = std::tmpfile();
+  require(tmp != nullptr, "--json: cannot create a temporary file");
+  const int saved = dup(STDOUT_FILENO);
+  dup2(fileno(tmp), STDOUT_FILENO);
+  int rc = 1;
+  auto restore = [&] {
+    std::fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+  };
+  try {
+    rc = e.run(int(args.size()) - 1, args.data());
+  } catch (...) {
+    restore();
+    std::fclose(tmp);
+    throw;
+  }
+  restore();
+  std::rewind(tmp);
+  std::vector<std::string> lines;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, tmp)) {
+    std::string l = buf;
+    while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+    if (!l.empty()) lines.push_back(l);
+  }
+  std::fclose(tmp);
+  cli::Json j;
+  j.begin_object();
+  j.value("command", e.name);
+  j.value("version", cli::version_string());
+  j.value("commit", cli::git_commit());
+  j.begin_array("argv");
+  for (int i = 0; i < argc; ++i) j.value("", std::string(argv[i]));
+  j.end_array();
+  j.value("exit_code", rc);
+  j.begin_array("outputs");
+  for (const auto& l : lines) j.value("", l);
+  j.end_array();
+  j.end_object();
+  std::printf("%s\n", j.str().c_str());
+  return rc;
+}
+
+std::string group_help(const char* usage) {
+  return std::string("usage:\n") + usage;
+}
+
+const std::vector<Entry>& registry() {
+  static const std::vector<Entry> list = [] {
+    std::vector<Entry> r;
+    for (const auto& c : cli::commands())
+      r.push_back({c.name, c.summary,
+                   [&c](int argc, char** argv) {
+                     return c.run(cli::parse_options(c.name, argc, argv, 2, c.flags));
+                   },
+                   [&c] { return cli::command_help(c); }});
+    r.push_back({"forward", "VGG forward/backward: per-layer shapes and norms",
+                 [](int argc, char** argv) {
+                   return cmd_forward(cli::parse_flags(
+                       "forward", argc, argv, 2,
+                       {"weights", "arch", "input", "size", "layers", "device", "json"}, {"json"}));
+                 },
+                 [] { return std::string(kForwardHelp); }});
+    for (const auto& [name, summary] : cli::analysis_commands()) {
+      const std::string n = name;
+      r.push_back({n, summary,
+                   [n](int argc, char** argv) { return cli::run_analysis(n, argc, argv); },
+                   [n] { return cli::analysis_help(n); }, false});
+    }
+    for (const char* sub : {"build", "add", "info", "verify"})
+      r.push_back({std::string("index ") + sub, "texture index of an image collection",
+                   cli::run_index_command, [] { return group_help(cli::index_usage()); },
+                   std::string(sub) == "info" || std::string(sub) == "verify"});
+    r.push_back({"search", "nearest textures in an index", cli::run_index_command,
+                 [] { return group_help(cli::index_usage()); }});
+    for (const char* sub : {"train", "invert", "eval"})
+      r.push_back({std::string("decoder ") + sub, "feature-inversion decoder",
+                   cli::run_decoder_command, [] { return group_help(cli::decoder_usage()); },
+                   std::string(sub) == "eval"});
+    for (const char* sub : {"train", "show", "apply"})
+      r.push_back({std::string("attributes ") + sub, "B-CNN attribute classifiers and edits",
+                   cli::run_attributes, [] { return group_help(cli::attributes_usage()); }, false});
+    return r;
+  }();
+  return list;
+}
+
+void usage(std::FILE* to) {
+  std::fprintf(to,
+               "usage: preimage <command> [options]   (preimage <command> --help for its flags)\n"
+               "       preimage --version | commands\ncommands:\n");
   for (const auto& c : cli::commands())
-    std::fprintf(stderr, "  %-11s %s\n", c.name.c_str(), c.summary.c_str());
-  std::fprintf(stderr, "  %-11s %s\n", "forward",
-               "VGG forward/backward: per-layer shapes and norms");
-  cli::print_analysis_usage();
-  std::fprintf(stderr, "%s", cli::index_usage());
-  std::fprintf(stderr, "%s", cli::decoder_usage());
-  std::fprintf(stderr, "%s", cli::attributes_usage());
-  std::fprintf(stderr,
-               "common options: --weights FILE|random:SEED (default random:0) --arch vgg16|vgg19 "
-               "--device auto|cpu|cuda --input IMG --size N|WxH --layers name[:weight],... "
-               "--iters N --history M --seed S --octaves K --octave-scale F "
-               "--init noise|input|FILE --tv W --tv-beta B --alpha A --alpha-weight W (weights of "
-               "the per-pixel means of TV^B and |x|^A) "
-               "--jitter PX --out FILE.png --save-every K --resume --quiet\n");
+    std::fprintf(to, "  %-11s %s\n", c.name.c_str(), c.summary.c_str());
+  std::fprintf(to, "  %-11s %s\n", "forward", "VGG forward/backward: per-layer shapes and norms");
+  for (const auto& [name, summary] : cli::analysis_commands())
+    std::fprintf(to, "  %-11s %s\n", name.c_str(), summary.c_str());
+  std::fprintf(to, "%s", cli::index_usage());
+  std::fprintf(to, "%s", cli::decoder_usage());
+  std::fprintf(to, "%s", cli::attributes_usage());
+}
+
+bool asks_help(int argc, char** argv, int first) {
+  for (int i = first; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") return true;
+  return false;
 }
 
 }  // namespace
@@ -135,36 +287,62 @@ int main(int argc, char** argv) {
   // HDF5 inputs come from anywhere: each is walked in a child process first, so that a crash
   // inside HDF5 1.10.8 on a crafted file becomes an error naming it (preimage/hdf5_probe.h).
   set_hdf5_probe(true);
+  cli::set_command_line(argc, argv);
   if (argc < 2) {
-    usage();
+    usage(stderr);
     return 2;
   }
   const std::string cmd = argv[1];
   try {
-    for (const auto& c : cli::commands()) {
-      if (c.name != cmd) continue;
-      if (argc > 2 && (std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h")) {
-        std::fprintf(stderr, "preimage %s: %s\nflags:", c.name.c_str(), c.summary.c_str());
-        for (const auto& f : c.flags) std::fprintf(stderr, " --%s", f.c_str());
-        std::fprintf(stderr, "\n");
+    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+      usage(stdout);
+      return 0;
+    }
+    if (cmd == "--version" || cmd == "version") {
+      std::printf("preimage %s (commit %s)\n", cli::version_string(), cli::git_commit());
+      return 0;
+    }
+    if (cmd == "commands") {  // every subcommand, one a line (the tests' source of truth)
+      for (const auto& e : registry()) std::printf("%s\n", e.name.c_str());
+      return 0;
+    }
+    const Entry* found = nullptr;
+    int first = 2;
+    const std::string two = argc > 2 ? cmd + " " + argv[2] : "";
+    for (const auto& e : registry())
+      if (e.name == two) {
+        found = &e;
+        first = 3;
+      }
+    if (!found)
+      for (const auto& e : registry())
+        if (e.name == cmd) found = &e;
+    if (found) {
+      if (asks_help(argc, argv, first)) {
+        std::printf("%s", found->help().c_str());
         return 0;
       }
-      return c.run(cli::parse_options(cmd, argc, argv, 2, c.flags));
+      bool json = false;
+      for (int i = first; i < argc; ++i) json = json || std::string(argv[i]) == "--json";
+      if (json && !found->native_json) return json_wrapped(*found, argc, argv);
+      return found->run(argc, argv);
     }
-    if (cmd == "index" || cmd == "search") return cli::run_index_command(argc, argv);
-    if (cmd == "decoder") return cli::run_decoder_command(argc, argv);
-    if (cmd == "attributes") return cli::run_attributes(argc, argv);
-    if (cli::is_analysis_command(cmd)) return cli::run_analysis(cmd, argc, argv);
-    if (cmd == "forward")
-      return cmd_forward(cli::parse_flags(
-          cmd, argc, argv, 2, {"weights", "arch", "input", "size", "layers", "device"}, {}));
-    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-      usage();
-      return 0;
+    // A command group without (or with an unknown) subcommand: its own message, or its usage.
+    if (cmd == "index" || cmd == "decoder" || cmd == "attributes") {
+      if (asks_help(argc, argv, 2)) {
+        std::printf("%s", group_help(cmd == "index"     ? cli::index_usage()
+                                     : cmd == "decoder" ? cli::decoder_usage()
+                                                        : cli::attributes_usage())
+                              .c_str());
+        return 0;
+      }
+      if (cmd == "index") return cli::run_index_command(argc, argv);
+      if (cmd == "decoder") return cli::run_decoder_command(argc, argv);
+      return cli::run_attributes(argc, argv);
     }
     throw Error("unknown command '" + cmd + "' (try: preimage --help)");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "preimage: error: %s\n", e.what());
+    std::fprintf(stderr, "preimage: error: %s\n", cli::cli_message(e.what()).c_str());
     return 1;
   }
 }

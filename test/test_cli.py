@@ -59,7 +59,7 @@ COMMANDS = {
                    "--layers", "relu2_1"],
 }
 
-SIDECAR_KEYS = ["command", "output", "settings", "effective_settings", "seed", "weights",
+SIDECAR_KEYS = ["command", "version", "commit", "argv", "inputs", "output", "settings", "effective_settings", "seed", "weights",
                 "weights_file", "weights_sha256", "random_weights", "arch", "device",
                 "width", "height", "stop_reason", "interrupted", "iterations", "wall_time_s",
                 "predicted_peak_memory_bytes", "measured_peak_memory_bytes", "terms", "history",
@@ -519,6 +519,163 @@ def bad_resume_with_other_settings():
     assert r.returncode == 1 and "texture" in r.stderr, r.stderr
     after = {f: read_bytes(os.path.join(d, f)) for f in os.listdir(d)}
     assert before == after, "a refused resume changed the files"
+
+
+# ---- self-description (issue 19): --help, --version, --json, sidecar provenance ---------------
+
+def sha256(path):
+    return hashlib.sha256(read_bytes(path)).hexdigest()
+
+
+@case
+def help_for_every_command():
+    # The list comes from the binary's own registry, so a new subcommand cannot be missed.
+    d = fresh_dir("help")
+    r = run(["commands"], d)
+    assert r.returncode == 0, r.stderr
+    names = r.stdout.split("\n")[:-1]
+    assert len(names) >= 20 and "texture" in names and "forward" in names and "search" in names
+    top = run(["--help"], d)
+    assert top.returncode == 0 and "usage" in top.stdout and not top.stderr, top.stderr
+    for name in names:
+        for flag in ("--help", "-h"):
+            h = run(name.split() + [flag], d)
+            assert h.returncode == 0, f"{name} {flag}: exit {h.returncode}: {h.stderr}"
+            assert "usage" in h.stdout.lower() and not h.stderr, f"{name} {flag}: {h.stderr!r}"
+    # The recipe commands give every flag a help text and a default.
+    t = run(["texture", "--help"], d).stdout
+    for flag in ("--iters", "--size", "--layers", "--tv", "--save-every", "--json"):
+        line = next((x for x in t.splitlines() if x.strip().startswith(flag + " ")), "")
+        assert line and "default" in line, f"texture --help: {flag}: {line!r}"
+    return f"{len(names)} commands"
+
+
+@case
+def version_prints_the_commit():
+    d = fresh_dir("version")
+    r = run(["--version"], d)
+    assert r.returncode == 0, r.stderr
+    words = r.stdout.split()
+    assert words[0] == "preimage" and words[2] == "(commit", r.stdout
+    commit = words[3].rstrip(")")
+    if commit == "unknown":
+        return "not a git checkout"
+    g = subprocess.run(["git", "-C", ROOT, "cat-file", "-e", commit + "^{commit}"],
+                       capture_output=True)
+    assert g.returncode != 0 or len(commit) >= 7, commit
+    return commit
+
+
+@case
+def json_result_for_every_recipe_command():
+    d = fresh_dir("json")
+    for name, cmd in COMMANDS.items():
+        r = run(cmd + ["--out", name + ".png", "--quiet", "--json"], d)
+        assert r.returncode == 0, f"{name}: {r.stderr}"
+        j = json.loads(r.stdout)
+        assert j["command"] == name and j["output"] == name + ".png", name
+        with open(os.path.join(d, name + ".png.json")) as f:
+            assert json.load(f) == j, f"{name}: --json differs from the sidecar"
+    r = run(["forward", "--layers", "relu1_1,relu2_1", "--json"], d)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert [x["layer"] for x in j["layers"]] == ["relu1_1", "relu2_1"] and j["commit"]
+    r = run(["descriptor", "--input", BRICK, "--size", "48", "--dump", "d.txt", "--quiet",
+             "--json"], d)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["input_sha256"] == sha256(BRICK)
+    # Commands whose result is the files they write: --json lists them.
+    r = run(["filters", "--layer", "conv1_1", "--out", "f.png", "--json"], d)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["command"] == "filters" and j["outputs"] == ["f.png"] and j["exit_code"] == 0, j
+    assert os.path.isfile(os.path.join(d, "f.png"))
+
+
+@case
+def sidecar_records_provenance():
+    d = fresh_dir("provenance")
+    cmd = COMMANDS["style"] + ["--out", "out.png", "--quiet"]
+    r = run(cmd, d)
+    assert r.returncode == 0, r.stderr
+    j = load_sidecar(os.path.join(d, "out.png"))
+    v = run(["--version"], d).stdout.split()
+    assert j["version"] == v[1] and j["commit"] == v[3].rstrip(")"), (j["version"], j["commit"])
+    assert j["argv"][1:] == cmd, j["argv"]
+    assert [(i["flag"], i["sha256"]) for i in j["inputs"]] == \
+        [("--style", sha256(GRAVEL)), ("--input", sha256(ASTRONAUT))], j["inputs"]
+
+
+# ---- neural-style parity (issue 19) -----------------------------------------------------------
+
+_sty = ["style", "--input", ASTRONAUT, "--size", "48", "--iters", "4", "--layers",
+        "relu1_1,relu2_1", "--quiet"]
+
+
+@case
+def style_content_layers():
+    d = fresh_dir("style_content_layers")
+    r = run(_sty + ["--style", GRAVEL, "--content-layers", "relu2_1,relu3_1:0.5",
+                    "--out", "out.png"], d)
+    assert r.returncode == 0, r.stderr
+    j = load_sidecar(os.path.join(d, "out.png"))
+    assert j["terms"][:2] == ["content:relu2_1", "content:relu3_1"], j["terms"]
+
+
+@case
+def style_several_images_and_blend_weights():
+    d = fresh_dir("style_blend")
+    a = run(_sty + ["--style", GRAVEL, "--out", "a.png"], d)
+    # A second style image at blend weight 0 changes nothing: the same bytes.
+    b = run(_sty + ["--style", GRAVEL + "," + BRICK, "--style-blend-weights", "1,0",
+                    "--out", "b.png"], d)
+    c = run(_sty + ["--style", GRAVEL + "," + BRICK, "--out", "c.png"], d)
+    for r in (a, b, c):
+        assert r.returncode == 0, r.stderr
+    assert read_bytes(os.path.join(d, "a.png")) == read_bytes(os.path.join(d, "b.png"))
+    assert read_bytes(os.path.join(d, "a.png")) != read_bytes(os.path.join(d, "c.png"))
+    jc = load_sidecar(os.path.join(d, "c.png"))
+    assert "style1:relu1_1" in jc["terms"] and "style2:relu2_1" in jc["terms"], jc["terms"]
+    r = run(_sty + ["--style", GRAVEL + "," + BRICK, "--style-blend-weights", "1,2,3",
+                    "--out", "e.png"], d)
+    assert r.returncode == 1 and "--style-blend-weights" in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(d, "e.png"))
+
+
+@case
+def style_scale_resizes_the_style_image():
+    d = fresh_dir("style_scale")
+    runs = {}
+    for scale in ("1", "0.5"):
+        r = run(_sty + ["--style", GRAVEL, "--style-scale", scale, "--out", scale + ".png"], d)
+        assert r.returncode == 0, r.stderr
+        runs[scale] = read_bytes(os.path.join(d, scale + ".png"))
+    # Default is 1: the style image's long side is the output's.
+    r = run(_sty + ["--style", GRAVEL, "--out", "default.png"], d)
+    assert read_bytes(os.path.join(d, "default.png")) == runs["1"]
+    assert runs["0.5"] != runs["1"], "--style-scale had no effect"
+    r = run(_sty + ["--style", GRAVEL, "--style-scale", "0", "--out", "z.png"], d)
+    assert r.returncode == 1 and "--style-scale" in r.stderr, r.stderr
+
+
+@case
+def style_save_every_writes_numbered_files():
+    d = fresh_dir("style_save_every")
+    r = run(_sty + ["--style", GRAVEL, "--save-every", "2", "--out", "out.png"], d)
+    assert r.returncode == 0, r.stderr
+    for k in (2, 4):
+        assert png_size(os.path.join(d, f"out_{k}.png")) == (48, 48), os.listdir(d)
+    assert not leftovers(d, ["out.png", "out.png.json", "out_2.png", "out_4.png"])
+
+
+@case
+def init_random_is_noise():
+    d = fresh_dir("init_random")
+    cmd = COMMANDS["texture"] + ["--quiet"]
+    a = run(cmd + ["--init", "random", "--out", "a.png"], d)
+    b = run(cmd + ["--init", "noise", "--out", "b.png"], d)
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert read_bytes(os.path.join(d, "a.png")) == read_bytes(os.path.join(d, "b.png"))
 
 
 # ---- driver -----------------------------------------------------------------------------------

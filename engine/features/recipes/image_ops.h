@@ -8,7 +8,7 @@
 
 #include "preimage/tensor.h"
 
-namespace preimage::cli {
+namespace preimage::recipes_detail {
 
 // Circular shift by (dy, dx); roll(x, -dy, -dx) undoes it.
 inline Tensor roll(const Tensor& x, int dy, int dx) {
@@ -91,4 +91,4 @@ inline Tensor transfer_luminance(const Tensor& stylized, const Tensor& content) 
   return Tensor::from_vector(s, out);
 }
 
-}  // namespace preimage::cli
+}  // namespace preimage::recipes_detail
