@@ -9,7 +9,8 @@ bd=${1:-build-asan}
 jobs=${PREIMAGE_JOBS:-2}
 # -g1 (line tables only) is all the sanitizer reports need and compiles faster than -g.
 cmake -S . -B "$bd" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
-  -DPREIMAGE_CUDA=OFF -DPREIMAGE_SANITIZE=ON -DPREIMAGE_BUILD_APPS=ON -DPREIMAGE_BUILD_BENCH=OFF
+  -DPREIMAGE_CUDA=OFF -DPREIMAGE_SANITIZE=ON -DPREIMAGE_BUILD_APPS=ON -DPREIMAGE_BUILD_BENCH=OFF \
+  -DPREIMAGE_BUILD_PYTHON=OFF
 cmake --build "$bd" -j"$jobs"
 export LSAN_OPTIONS=suppressions=$PWD/fuzz/lsan.supp
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -17,7 +17,7 @@ targets=(fuzz_weights fuzz_image fuzz_checkpoint fuzz_index fuzz_cli)
 CC=clang-14 CXX=clang++-14 cmake -S . -B "$bd" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
   -DPREIMAGE_FUZZ=ON -DPREIMAGE_CUDA=OFF -DPREIMAGE_BUILD_TESTS=OFF -DPREIMAGE_BUILD_BENCH=OFF \
-  -DPREIMAGE_BUILD_APPS=OFF
+  -DPREIMAGE_BUILD_APPS=OFF -DPREIMAGE_BUILD_PYTHON=OFF
 cmake --build "$bd" -j"$jobs" --target "${targets[@]}" fuzz_checkpoint_seed
 
 corpus="$bd"/corpus

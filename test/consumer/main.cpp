@@ -1,5 +1,7 @@
-// Uses the installed library: random-feature VGG-16 forward/backward on a small image.
+// Uses the installed library: random-feature VGG-16 forward/backward on a small image. Built both
+// with find_package(preimage) and with `pkg-config --cflags --libs preimage` (run.sh).
 #include <preimage/network.h>
+#include <preimage/version.h>
 #include <preimage/weights.h>
 
 #include <cstdio>
@@ -13,7 +15,8 @@ int main() {
   const Tensor& a = net.tap("relu2_1");
   Tensor g;
   net.backward({{"relu2_1", a.view()}}, g);
-  std::printf("consumer ok: relu2_1 %s, grad %s\n", a.shape().str().c_str(),
-              g.shape().str().c_str());
+  static_assert(PREIMAGE_VERSION >= 100, "preimage/version.h: 0.1.0 or later");
+  std::printf("consumer ok: preimage %s (%s), relu2_1 %s, grad %s\n", PREIMAGE_VERSION_STRING,
+              PREIMAGE_GIT_COMMIT, a.shape().str().c_str(), g.shape().str().c_str());
   return a.shape() == Shape{1, 128, 10, 11} && g.shape() == img.shape() ? 0 : 1;
 }
