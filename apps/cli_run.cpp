@@ -400,6 +400,7 @@ int finish(Session& s, const RecipeResult& r) {
   if (r.cancelled) j.value("checkpoint", r.checkpoint);
   j.value("resumed", r.resumed);
   j.value("iterations", r.loss.size());
+  j.value("evaluations", r.evaluations);
   j.value("wall_time_s", r.wall_time_s);
   j.value("predicted_peak_memory_bytes", r.predicted_peak_bytes);
   j.value("measured_peak_memory_bytes", (long long)r.peak_rss_bytes);

@@ -61,7 +61,8 @@ COMMANDS = {
 
 SIDECAR_KEYS = ["command", "version", "commit", "argv", "inputs", "output", "settings", "effective_settings", "seed", "weights",
                 "weights_file", "weights_sha256", "random_weights", "arch", "device",
-                "width", "height", "stop_reason", "interrupted", "iterations", "wall_time_s",
+                "width", "height", "stop_reason", "interrupted", "iterations", "evaluations",
+                "wall_time_s",
                 "predicted_peak_memory_bytes", "measured_peak_memory_bytes", "terms", "history",
                 "results"]
 
@@ -111,6 +112,7 @@ def load_sidecar(png):
     assert isinstance(j["wall_time_s"], (int, float)) and j["wall_time_s"] > 0
     assert j["predicted_peak_memory_bytes"] > 0 and j["measured_peak_memory_bytes"] > 0
     assert j["iterations"] == len(j["history"])
+    assert j["evaluations"] >= j["iterations"], (j["evaluations"], j["iterations"])
     for h in j["history"]:
         assert len(h["terms"]) == len(j["terms"]), h
         assert isinstance(h["loss"], float), h
@@ -212,6 +214,7 @@ def make_resume(label, cmd, k):
             "resumed result differs from the uninterrupted run"
         ja, jb = load_sidecar(os.path.join(d, "a.png")), load_sidecar(b)
         assert losses(ja) == losses(jb), "resumed loss history differs"
+        assert ja["evaluations"] == jb["evaluations"], (ja["evaluations"], jb["evaluations"])
         extra = leftovers(d, ["a.png", "a.png.json", "b.png", "b.png.json"])
         assert not extra, f"left behind {extra}"
     fn.__name__ = "resume_" + label

@@ -64,9 +64,9 @@ py::array checked_array(py::handle obj, const std::string& what) {
 FloatArray as_nchw(py::handle obj, const std::string& what, int channels) {
   py::array a = checked_array(obj, what);
   const bool u8 = a.dtype().kind() == 'u';
-  const std::string expected = channels > 0
-      ? "(N," + std::to_string(channels) + ",H,W) or (H,W," + std::to_string(channels) + ")"
-      : "(N,C,H,W)";
+  const std::string expected = channels > 0 ? "(N," + std::to_string(channels) + ",H,W) or (H,W," +
+                                                  std::to_string(channels) + ")"
+                                            : "(N,C,H,W)";
   if (a.ndim() == 3 && channels > 0 && a.shape(2) == channels) {
     a = py::module_::import("numpy").attr("transpose")(a, py::make_tuple(2, 0, 1));
     a = a.attr("reshape")(py::make_tuple(1, channels, a.shape(1), a.shape(2)));
@@ -166,7 +166,8 @@ py::object make_options(const char* fn, py::object options, const py::kwargs& kw
       throw py::type_error(std::string(fn) + "(): options must be a " +
                            std::string(py::str(py::type::of<Opt>().attr("__name__"))));
     if (kw.size() > 0)
-      throw py::type_error(std::string(fn) + "(): pass either options= or keyword options, not both");
+      throw py::type_error(std::string(fn) +
+                           "(): pass either options= or keyword options, not both");
     return options;
   }
   py::object o = py::type::of<Opt>()();
@@ -229,7 +230,8 @@ void bind_recipe_options(py::class_<Opt, Base>& c) {
        "layers", [](const Opt& o) { return from_layers(o.layers); },
        [](Opt& o, py::handle v) { o.layers = to_layers(v, "options.layers"); },
        "taps and weights: \"relu1_1:0.5,relu2_1\", a list of names / (name, weight), or a dict")
-      .def_readwrite("size", &Opt::size, "output size: \"512\" (long side) or \"WxH\"; \"\" = input")
+      .def_readwrite("size", &Opt::size,
+                     "output size: \"512\" (long side) or \"WxH\"; \"\" = input")
       .def_readwrite("iterations", &Opt::iterations, "per octave")
       .def_readwrite("history", &Opt::history, "L-BFGS memory")
       .def_readwrite("seed", &Opt::seed)
@@ -336,7 +338,8 @@ void bind_recipes(py::module_& m) {
 
   py::class_<RecipeResult>(m, "RecipeResult", "image + per-iteration, per-term loss history")
       .def_property_readonly(
-          "image", [](py::object self) { return view_array(self.cast<RecipeResult&>().image, self); },
+          "image",
+          [](py::object self) { return view_array(self.cast<RecipeResult&>().image, self); },
           "(1,3,H,W) float32 in [0,1], a view that keeps the result alive")
       .def_property_readonly(
           "image_hwc",
@@ -349,19 +352,20 @@ void bind_recipes(py::module_& m) {
       .def_readonly("term_labels", &RecipeResult::term_labels)
       .def_property_readonly("loss",
                              [](const RecipeResult& r) { return py::array(py::cast(r.loss)); })
-      .def_property_readonly("terms",
-                             [](const RecipeResult& r) {
-                               py::array_t<double> a({py::ssize_t(r.terms.size()),
-                                                      py::ssize_t(r.term_labels.size())});
-                               auto w = a.mutable_unchecked<2>();
-                               for (size_t i = 0; i < r.terms.size(); ++i)
-                                 for (size_t j = 0; j < r.term_labels.size(); ++j)
-                                   w(i, j) = j < r.terms[i].size() ? r.terms[i][j] : 0.0;
-                               return a;
-                             },
-                             "(iterations, terms) float64, columns in term_labels' order")
+      .def_property_readonly(
+          "terms",
+          [](const RecipeResult& r) {
+            py::array_t<double> a({py::ssize_t(r.terms.size()), py::ssize_t(r.term_labels.size())});
+            auto w = a.mutable_unchecked<2>();
+            for (size_t i = 0; i < r.terms.size(); ++i)
+              for (size_t j = 0; j < r.term_labels.size(); ++j)
+                w(i, j) = j < r.terms[i].size() ? r.terms[i][j] : 0.0;
+            return a;
+          },
+          "(iterations, terms) float64, columns in term_labels' order")
       .def_readonly("stage", &RecipeResult::stage)
       .def_readonly("stop_reason", &RecipeResult::stop_reason)
+      .def_readonly("evaluations", &RecipeResult::evaluations)
       .def_readonly("cancelled", &RecipeResult::cancelled)
       .def_readonly("checkpoint", &RecipeResult::checkpoint)
       .def_readonly("resumed", &RecipeResult::resumed)
@@ -380,13 +384,13 @@ void bind_recipes(py::module_& m) {
         return d;
       });
 
-  const char* kw_doc = "Keyword options are the fields of the recipe's options class (or pass "
-                       "options=...). progress(info: dict) is called after every iteration; "
-                       "returning False cancels (the result then has cancelled=True).";
+  const char* kw_doc =
+      "Keyword options are the fields of the recipe's options class (or pass "
+      "options=...). progress(info: dict) is called after every iteration; "
+      "returning False cancels (the result then has cancelled=True).";
   m.def(
       "synthesize_texture",
-      [](Network& net, py::handle source, py::object options, py::object progress,
-         py::kwargs kw) {
+      [](Network& net, py::handle source, py::object options, py::object progress, py::kwargs kw) {
         Tensor src = to_tensor(source, "source");
         return run_recipe<TextureOptions>(
             make_options<TextureOptions>("synthesize_texture", options, kw), progress,
@@ -394,11 +398,11 @@ void bind_recipes(py::module_& m) {
       },
       "net"_a, "source"_a, "options"_a = py::none(), "progress"_a = py::none(),
       (std::string("Gatys texture synthesis from a source image (net built with avg_pool=True). ") +
-       kw_doc).c_str());
+       kw_doc)
+          .c_str());
   m.def(
       "invert",
-      [](py::object net, py::handle image, py::object options, py::object progress,
-         py::kwargs kw) {
+      [](py::object net, py::handle image, py::object options, py::object progress, py::kwargs kw) {
         Network* n = net.is_none() ? nullptr : &net.cast<Network&>();
         Tensor img = to_tensor(image, "image");
         return run_recipe<InvertOptions>(make_options<InvertOptions>("invert", options, kw),
@@ -429,11 +433,11 @@ void bind_recipes(py::module_& m) {
       },
       "net"_a, "content"_a, "styles"_a, "options"_a = py::none(), "progress"_a = py::none(),
       (std::string("Gatys style transfer; styles: one image or a list (net avg_pool=True). ") +
-       kw_doc).c_str());
+       kw_doc)
+          .c_str());
   m.def(
       "caricature",
-      [](Network& net, py::handle image, py::object options, py::object progress,
-         py::kwargs kw) {
+      [](Network& net, py::handle image, py::object options, py::object progress, py::kwargs kw) {
         Tensor img = to_tensor(image, "image");
         return run_recipe<CaricatureOptions>(
             make_options<CaricatureOptions>("caricature", options, kw), progress,
@@ -443,8 +447,7 @@ void bind_recipes(py::module_& m) {
       (std::string("Caricature: amplify the image's own activations. ") + kw_doc).c_str());
   m.def(
       "visualize",
-      [](Network& net, py::handle input, py::object options, py::object progress,
-         py::kwargs kw) {
+      [](Network& net, py::handle input, py::object options, py::object progress, py::kwargs kw) {
         Tensor img = input.is_none() ? Tensor() : to_tensor(input, "input");
         return run_recipe<VisualizeOptions>(
             make_options<VisualizeOptions>("visualize", options, kw), progress,
@@ -452,14 +455,13 @@ void bind_recipes(py::module_& m) {
       },
       "net"_a, "input"_a = py::none(), "options"_a = py::none(), "progress"_a = py::none(),
       (std::string("Activation maximization of a channel / neuron / class (layers=one tap). ") +
-       kw_doc).c_str());
+       kw_doc)
+          .c_str());
   m.def(
       "dream",
-      [](Network& net, py::handle image, py::object options, py::object progress,
-         py::kwargs kw) {
+      [](Network& net, py::handle image, py::object options, py::object progress, py::kwargs kw) {
         Tensor img = to_tensor(image, "image");
-        return run_recipe<DreamOptions>(make_options<DreamOptions>("dream", options, kw),
-                                        progress,
+        return run_recipe<DreamOptions>(make_options<DreamOptions>("dream", options, kw), progress,
                                         [&](const DreamOptions& o) { return dream(net, img, o); });
       },
       "net"_a, "image"_a, "options"_a = py::none(), "progress"_a = py::none(),
@@ -482,12 +484,12 @@ void bind_analysis(py::module_& m) {
       "saliency",
       [](Network& net, py::handle image, const std::string& tap, int channel, int y, int x,
          const std::string& method, int patch, int stride, int batch) {
-        require(method == "gradient" || method == "guided" || method == "occlusion",
-                "method: unknown saliency method '" + method +
-                    "'; valid: gradient, guided, occlusion");
+        require(
+            method == "gradient" || method == "guided" || method == "occlusion",
+            "method: unknown saliency method '" + method + "'; valid: gradient, guided, occlusion");
         Tensor img = to_tensor(image, "image").to(net.device());
-        require(img.shape().n == 1, "image: saliency takes one image, got a batch of " +
-                                        std::to_string(img.shape().n));
+        require(img.shape().n == 1,
+                "image: saliency takes one image, got a batch of " + std::to_string(img.shape().n));
         Target t = make_target(tap, channel, y, x);
         Tensor map;
         {
@@ -507,8 +509,8 @@ void bind_analysis(py::module_& m) {
       [](Network& net, py::handle image, const std::string& tap, int channel, int y, int x,
          float epsilon, int steps, bool iterative, float step_size) {
         Tensor img = to_tensor(image, "image").to(net.device());
-        require(img.shape().n == 1, "image: attack takes one image, got a batch of " +
-                                        std::to_string(img.shape().n));
+        require(img.shape().n == 1,
+                "image: attack takes one image, got a batch of " + std::to_string(img.shape().n));
         Target t = make_target(tap, channel, y, x);
         AttackOptions o;
         o.epsilon = epsilon;
@@ -525,8 +527,8 @@ void bind_analysis(py::module_& m) {
                         "score_after"_a = r.score_after, "linf"_a = r.linf, "l2"_a = r.l2,
                         "steps"_a = r.steps);
       },
-      "net"_a, "image"_a, "tap"_a, "channel"_a, "y"_a = -1, "x"_a = -1,
-      "epsilon"_a = 8.f / 255.f, "steps"_a = 20, "iterative"_a = true, "step_size"_a = 0.f,
+      "net"_a, "image"_a, "tap"_a, "channel"_a, "y"_a = -1, "x"_a = -1, "epsilon"_a = 8.f / 255.f,
+      "steps"_a = 20, "iterative"_a = true, "step_size"_a = 0.f,
       "Raises a channel / neuron score within an L-infinity ball (FGSM or iterative); returns a "
       "dict with the image (1,3,H,W) and the scores before / after.");
   m.def(
@@ -566,17 +568,18 @@ void bind_network(py::module_& m) {
           "avg_pool=True for texture synthesis and style transfer (Gatys).")
       .def_property_readonly("arch", [](const Network& n) { return arch_name(n.arch()); })
       .def_property_readonly("device", [](const Network& n) { return device_name(n.device()); })
-      .def_property_readonly("identity", [](const Network& n) { return n.weights().identity; },
-                             "\"random:SEED\" or \"FILE (sha256 HEX)\"")
-      .def_property_readonly("taps", [](const Network& n) { return tap_names(n.arch()); },
-                             "valid tap names in network order")
       .def_property_readonly(
-          "weight_layers",
-          [](const Network& n) {
-            std::vector<std::string> out;
-            for (const auto& [k, v] : n.weights().layers) out.push_back(k);
-            return out;
-          })
+          "identity", [](const Network& n) { return n.weights().identity; },
+          "\"random:SEED\" or \"FILE (sha256 HEX)\"")
+      .def_property_readonly(
+          "taps", [](const Network& n) { return tap_names(n.arch()); },
+          "valid tap names in network order")
+      .def_property_readonly("weight_layers",
+                             [](const Network& n) {
+                               std::vector<std::string> out;
+                               for (const auto& [k, v] : n.weights().layers) out.push_back(k);
+                               return out;
+                             })
       .def_property(
           "avg_pool", [](Network& n) { return n.options().avg_pool; },
           [](Network& n, bool v) { n.options().avg_pool = v; })
@@ -597,8 +600,8 @@ void bind_network(py::module_& m) {
           "tap_shape",
           [](const Network& n, const std::string& tap, std::vector<int> image_shape) {
             require(image_shape.size() == 4, "image_shape: expected (N,3,H,W)");
-            Shape s = n.tap_shape(tap, Shape{image_shape[0], image_shape[1], image_shape[2],
-                                             image_shape[3]});
+            Shape s = n.tap_shape(
+                tap, Shape{image_shape[0], image_shape[1], image_shape[2], image_shape[3]});
             return py::make_tuple(s.n, s.c, s.h, s.w);
           },
           "tap"_a, "image_shape"_a)
@@ -654,8 +657,9 @@ void bind_network(py::module_& m) {
           "d/d image (N,3,H,W) of sum over taps of <grads[tap], activation>, after forward with "
           "those taps.");
 
-  m.def("tap_names", [](const std::string& arch) { return tap_names(parse_arch(arch)); },
-        "arch"_a = "vgg19");
+  m.def(
+      "tap_names", [](const std::string& arch) { return tap_names(parse_arch(arch)); },
+      "arch"_a = "vgg19");
   m.def("cuda_available", &cuda_available);
 }
 
@@ -675,12 +679,13 @@ void bind_images(py::module_& m) {
       "save_png",
       [](py::handle image, const std::string& path) {
         FloatArray f = as_nchw(image, "image", 3);
-        require(f.shape(0) == 1, "image: save_png writes one image, got a batch of " +
-                                     std::to_string(f.shape(0)));
+        require(f.shape(0) == 1,
+                "image: save_png writes one image, got a batch of " + std::to_string(f.shape(0)));
         py::gil_scoped_release nogil;
         save_png(view_of_array(f), path);
       },
-      "image"_a, "path"_a, "Writes (1,3,H,W) or (H,W,3) clamped to [0,1] as 8-bit PNG, atomically.");
+      "image"_a, "path"_a,
+      "Writes (1,3,H,W) or (H,W,3) clamped to [0,1] as 8-bit PNG, atomically.");
   m.def(
       "resize",
       [](py::handle image, int height, int width) {
@@ -693,7 +698,8 @@ void bind_images(py::module_& m) {
         }
         return to_array(std::move(t));
       },
-      "image"_a, "height"_a, "width"_a, "Bilinear (area-averaged when shrinking) resize of (N,C,H,W).");
+      "image"_a, "height"_a, "width"_a,
+      "Bilinear (area-averaged when shrinking) resize of (N,C,H,W).");
 }
 
 }  // namespace

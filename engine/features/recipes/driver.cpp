@@ -258,6 +258,7 @@ std::string Driver::make_blob(int stage, int iteration, const std::mt19937_64* r
   os << "stage " << stage << "\n";
   os << "wall " << fmt_double(wall()) << "\n";
   os << "peak " << std::max(prior_peak_, peak_rss()) << "\n";
+  os << "evaluations " << done_evals_ << "\n";
   if (iteration >= 0) os << "iteration " << iteration << "\n";
   if (rng) os << "rng " << *rng << "\n";
   for (const auto& [k, v] : o_.settings) os << "setting " << k << "=" << one_line(v) << "\n";
@@ -280,6 +281,7 @@ void Driver::apply_blob(const std::string& blob, const std::string& ckpt, int* i
   int it = -1;
   double wall = 0;
   long long peak = 0;
+  int evals = 0;
   std::vector<double> losses;
   std::vector<std::vector<double>> terms;
   std::vector<int> stages;
@@ -293,6 +295,8 @@ void Driver::apply_blob(const std::string& blob, const std::string& ckpt, int* i
       wall = std::strtod(rest.c_str(), nullptr);
     } else if (key == "peak") {
       peak = std::atoll(rest.c_str());
+    } else if (key == "evaluations") {
+      evals = std::atoi(rest.c_str());
     } else if (key == "iteration") {
       it = std::atoi(rest.c_str());
     } else if (key == "rng") {
@@ -347,6 +351,7 @@ void Driver::apply_blob(const std::string& blob, const std::string& ckpt, int* i
   }
   prior_wall_s_ = wall;
   prior_peak_ = peak;
+  done_evals_ = r_.evaluations = evals;
   r_.loss = std::move(losses);
   r_.terms = std::move(terms);
   r_.stage = std::move(stages);
@@ -385,6 +390,10 @@ void Driver::lbfgs(Objective& obj, Tensor& x, int stage, int stages) {
   LbfgsOptions lo;
   lo.history = o_.history;
   lo.max_iterations = o_.iterations;
+  // options.iterations is the budget; the solver's default of 2.5 evaluations per iteration
+  // stopped short on near-linear objectives (caricature: 4-5 evaluations per line search), so
+  // only each line search's own cap bounds the evaluations here.
+  lo.max_evaluations = lo.max_line_search * (o_.iterations + 1);
   lo.bounded = true;
   lo.lower = 0.f;
   lo.upper = 1.f;
@@ -433,11 +442,13 @@ void Driver::lbfgs(Objective& obj, Tensor& x, int stage, int stages) {
     return !stopping();
   };
   LbfgsResult res = solver.minimize(xd, eval, on_iter);
+  r_.evaluations = done_evals_ + res.evaluations;  // a resumed stage counts its earlier part
   r_.stop_reason = stop_reason_name(res.reason);
   if (res.reason == StopReason::Interrupted) {
     r_.cancelled = true;
     save_state();
   }
+  done_evals_ = r_.evaluations;
   x = xd.to(Device::CPU);
 }
 
@@ -456,6 +467,7 @@ void Driver::ascent(
                   "; resume with the settings that wrote it");
     }
     apply_blob(holder.user_blob(), ckpt, &first, &rng);
+    r_.evaluations = done_evals_ + first;
     started();
     if (o_.on_resume) o_.on_resume(ckpt, first);
   }
@@ -479,6 +491,7 @@ void Driver::ascent(
     }
     std::vector<double> terms;
     const double v = step(x, it, terms);
+    r_.evaluations = done_evals_ + it + 1;  // one gradient per step
     record(stage, it + 1, iters, v, terms);
     if (o_.snapshot_every > 0 && (it + 1) % o_.snapshot_every == 0 && !stopping()) {
       if (o_.on_snapshot) o_.on_snapshot(x, stage, it + 1);
@@ -491,6 +504,7 @@ void Driver::ascent(
     r_.stop_reason = stop_reason_name(StopReason::Interrupted);
     save_state(iters);
   }
+  done_evals_ = r_.evaluations;
 }
 
 RecipeResult Driver::finish(Tensor x) {

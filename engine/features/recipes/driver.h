@@ -66,6 +66,7 @@ class Driver {
   bool stop_ = false, started_ = false;
   double prior_wall_s_ = 0;
   long long prior_peak_ = 0;
+  int done_evals_ = 0;  // evaluations of the finished stages (restored on resume)
   std::chrono::steady_clock::time_point start_;
 };
 

@@ -95,6 +95,7 @@ struct RecipeResult {
   std::vector<std::vector<double>> terms;  // per iteration, per term (term_labels' order)
   std::vector<int> stage;                  // the stage of each iteration
   std::string stop_reason = "none";        // stop_reason_name() of the last stage
+  int evaluations = 0;  // objective evaluations, all stages (resumed ones included)
   bool cancelled = false;
   std::string checkpoint;  // written on cancellation (with a checkpoint_prefix)
   bool resumed = false;
