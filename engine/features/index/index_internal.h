@@ -1,5 +1,5 @@
-// Pieces of the exact texture index (engine/features/index/texture_index.cpp) that the approximate index
-// (engine/features/index/approx_index.cpp) shares: entry checksums, the writer lock, feature
+// Pieces of the exact texture index (engine/features/index/texture_index.cpp) that the approximate
+// index (engine/features/index/approx_index.cpp) shares: entry checksums, the writer lock, feature
 // extraction of image lists, and the settings attributes of the index file. Engine-private.
 #pragma once
 #include <string>
