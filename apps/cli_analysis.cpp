@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cli_options.h"
+#include "cli_progress.h"
 #include "json.h"
 #include "preimage/analysis.h"
 #include "preimage/atomic_file.h"
@@ -36,16 +37,21 @@ namespace {
 
 struct Spec {
   std::string name, summary, positional;  // positional: "" (none) or its name, e.g. "DIR"
-  std::set<std::string> flags;
+  FlagSet flags;
 };
 
-const std::set<std::string> kSession = {"weights", "arch", "device", "quiet"};
-const std::set<std::string> kBoolean = {"quiet", "from-noise"};
+// The score flags of saliency and adversarial.
+const std::vector<Flag> kTarget = {
+    {"layer", "L", "the layer of --channel", "fc8 with --class (--head: the head's layer)"},
+    {"channel", "C", "channel of --layer to score (its spatial mean)", "none"},
+    {"class", "K", "class to score (fc8, or --head's classes)", "none"},
+    {"head", "FILE.h5", "a linear head from `preimage head`, scored with --class", "none"},
+};
 
-std::set<std::string> flags(std::initializer_list<const char*> extra) {
-  std::set<std::string> s = kSession;
-  for (const char* e : extra) s.insert(e);
-  return s;
+FlagSet with_target(std::vector<Flag> own) {
+  FlagSet f({"weights", "arch", "device", "quiet", "neuron"}, kTarget);
+  for (auto& x : own) f.add(std::move(x));
+  return f;
 }
 
 const std::vector<Spec>& specs() {
@@ -54,25 +60,84 @@ const std::vector<Spec>& specs() {
        "heat map + overlay of --input for --layer L --channel C | --class K "
        "(--method gradient|guided|occlusion)",
        "",
-       flags({"input", "size", "layer", "channel", "neuron", "class", "head", "method", "patch",
-              "stride", "batch", "out"})},
+       with_target({{"input", "IMAGE", "the image to explain", "required"},
+                    {"size", "N|WxH", "resize --input first", "its size"},
+                    {"method", "gradient|guided|occlusion",
+                     "gradient magnitude, guided backpropagation, or occlusion", "gradient"},
+                    {"patch", "PX", "occlusion patch side", "1/8 of the shorter side"},
+                    {"stride", "PX", "occlusion stride", "half the patch"},
+                    {"batch", "B", "occluded images per forward pass", "16"},
+                    {"out", "FILE.png", "heat map; FILE_overlay.png is the overlay", "required"}})},
       {"adversarial",
        "FGSM / iterative targeted attack within --epsilon (or --from-noise fooling image)", "",
-       flags({"input", "from-noise", "size", "layer", "channel", "neuron", "class", "head",
-              "method", "epsilon", "steps", "step-size", "target-prob", "seed", "out"})},
+       with_target({{"input", "IMAGE", "the image to perturb (or --from-noise)", "none"},
+                    {"from-noise", "",
+                     "start from seeded noise instead of --input (a fooling image)", "off"},
+                    {"size", "N|WxH", "resize --input first (--from-noise: the noise image's size)",
+                     "its size (--from-noise: 128)"},
+                    {"method", "fgsm|iterative", "one signed-gradient step, or projected steps",
+                     "iterative"},
+                    {"epsilon", "E", "L-inf budget in [0,1] (A/B allowed, e.g. 8/255)",
+                     "8/255 (--from-noise: 1)"},
+                    {"steps", "N", "iterative steps", "20"},
+                    {"step-size", "S", "iterative step (0: 2.5 epsilon / steps)", "0"},
+                    {"target-prob", "P", "stop when the target's probability reaches P", "1"},
+                    {"seed", "S", "noise seed (--from-noise)", "0"},
+                    {"out", "FILE.png",
+                     "the image; FILE_diff.png (10x difference) and FILE.png.json", "required"}})},
       {"features", "features DIR --layer L --out feats.h5: mean-pooled features of each image",
-       "DIR", flags({"layer", "size", "batch", "out"})},
+       "DIR",
+       FlagSet({"weights", "arch", "device", "quiet", "batch"},
+               {{"layer", "L", "the layer whose channel means are the features", "required"},
+                {"size", "N", "every image is resized to N x N", "128"},
+                {"out", "FILE.h5", "the feature file", "required"}})},
       {"neighbors", "neighbors feats.h5 --query IMG -k K: nearest images as a contact sheet",
-       "FEATS", flags({"query", "k", "metric", "layer", "thumb", "out"})},
+       "FEATS",
+       FlagSet(
+           {"weights", "arch", "device", "quiet"},
+           {{"query", "IMAGE", "the query image", "required"},
+            {"k", "K", "neighbours shown", "8"},
+            {"metric", "cosine|l2", "feature distance", "cosine"},
+            {"layer", "L", "must match the feature file's layer", "the file's"},
+            {"thumb", "PX", "thumbnail side in the sheet", "96"},
+            {"weights", "FILE|random:SEED", "must match the feature file's weights", "the file's"},
+            {"out", "FILE.png", "the contact sheet", "required"}})},
       {"embed", "embed feats.h5 --method pca|tsne: image map PNG + CSV of 2-D coordinates", "FEATS",
-       flags({"method", "perplexity", "iters", "seed", "canvas", "thumb", "csv", "out"})},
+       FlagSet({"quiet"}, {{"method", "pca|tsne", "2-D embedding", "pca"},
+                           {"perplexity", "P", "t-SNE perplexity", "30"},
+                           {"iters", "N", "t-SNE iterations", "1000"},
+                           {"seed", "S", "t-SNE seed", "0"},
+                           {"canvas", "PX", "image map side", "1024"},
+                           {"thumb", "PX", "thumbnail side on the map", "48"},
+                           {"csv", "FILE.csv", "the coordinates", "FILE.csv beside --out"},
+                           {"out", "FILE.png", "the image map", "required"},
+                           // Refused with a message (the feature file holds the features).
+                           {"weights", "FILE|random:SEED", "not used (refused)", "none"},
+                           {"arch", "vgg16|vgg19", "not used (refused)", "none"},
+                           {"device", "auto|cpu|cuda", "not used (refused)", "none"}})},
       {"patches", "patches DIR --layer L --channel C -k K: top receptive-field patches grid", "DIR",
-       flags({"layer", "channel", "k", "size", "tile", "out"})},
-      {"filters", "first-layer (conv1_1) filter grid", "", flags({"layer", "tile", "out"})},
+       FlagSet({"weights", "arch", "device", "quiet"},
+               {{"layer", "L", "the layer of --channel", "required"},
+                {"channel", "C", "the channel whose top activations are shown", "required"},
+                {"k", "K", "patches shown", "16"},
+                {"size", "N", "every image is resized to N x N", "128"},
+                {"tile", "PX", "patch side in the grid", "64"},
+                {"out", "FILE.png", "the grid", "required"}})},
+      {"filters", "first-layer (conv1_1) filter grid", "",
+       FlagSet({"weights", "arch", "device", "quiet"},
+               {{"layer", "L", "only conv1_1 (colour filters)", "conv1_1"},
+                {"tile", "PX", "filter side in the grid", "24"},
+                {"out", "FILE.png", "the grid", "required"}})},
       {"head",
        "head DIR --layer L --out head.h5: linear classifier on pooled features, one "
        "subdirectory of DIR per class (for --head)",
-       "DIR", flags({"layer", "size", "batch", "l2", "iters", "out"})},
+       "DIR",
+       FlagSet({"weights", "arch", "device", "quiet", "batch"},
+               {{"layer", "L", "the layer whose channel means are the features", "required"},
+                {"size", "N", "every image is resized to N x N", "128"},
+                {"l2", "L", "L2 regularization", "0.001"},
+                {"iters", "N", "training iterations (L-BFGS)", "200"},
+                {"out", "FILE.h5", "the head", "required"}})},
   };
   return list;
 }
@@ -83,67 +148,12 @@ const Spec* find_spec(const std::string& name) {
   return nullptr;
 }
 
-struct Args {
-  std::string command;
-  std::map<std::string, std::string> flag;
-  std::vector<std::string> positional;
-
-  bool given(const std::string& k) const { return flag.count(k) > 0; }
-  std::string str(const std::string& k, const std::string& def = "") const {
-    auto it = flag.find(k);
-    return it == flag.end() ? def : it->second;
-  }
-  bool boolean(const std::string& k) const { return str(k, "0") == "1"; }
-  int integer(const std::string& k, int def, int lo, int hi) const {
-    if (!given(k)) return def;
-    const std::string v = str(k);
-    char* end = nullptr;
-    errno = 0;
-    const long x = std::strtol(v.c_str(), &end, 10);
-    require(!v.empty() && end && *end == '\0' && errno == 0,
-            "--" + k + ": expected an integer, got '" + v + "'");
-    require(x >= lo && x <= hi, "--" + k + ": expected an integer in [" + std::to_string(lo) +
-                                    ", " + std::to_string(hi) + "], got " + v);
-    return int(x);
-  }
-  double number(const std::string& k, double def, double lo, double hi) const {
-    if (!given(k)) return def;
-    const std::string v = str(k);
-    double x = 0;
-    const auto slash = v.find('/');  // "8/255"
-    char* end = nullptr;
-    errno = 0;
-    if (slash != std::string::npos) {
-      const std::string num = v.substr(0, slash);  // named: `end` points into it
-      const double a = std::strtod(num.c_str(), &end);
-      const bool ok_a = end && *end == '\0' && slash > 0;
-      const std::string den = v.substr(slash + 1);
-      const double b = std::strtod(den.c_str(), &end);
-      require(ok_a && !den.empty() && end && *end == '\0' && b != 0,
-              "--" + k + ": expected a number or A/B, got '" + v + "'");
-      x = a / b;
-    } else {
-      x = std::strtod(v.c_str(), &end);
-      require(!v.empty() && end && *end == '\0' && errno == 0,
-              "--" + k + ": expected a number, got '" + v + "'");
-    }
-    require(std::isfinite(x) && x >= lo && x <= hi, "--" + k + ": expected a number in [" +
-                                                        std::to_string(lo) + ", " +
-                                                        std::to_string(hi) + "], got " + v);
-    return x;
-  }
-};
+using Args = FlagArgs;
 
 Args parse_args(const Spec& spec, int argc, char** argv) {
-  Args a;
-  a.command = spec.name;
-  FlagArgs fa = parse_flags(spec.name, argc, argv, 2, spec.flags, kBoolean);
-  a.flag = std::move(fa.flags);
-  a.positional = std::move(fa.positional);
+  Args a = parse_flags(spec.name, argc, argv, 2, spec.flags);
   if (spec.positional.empty()) {
-    require(a.positional.empty(),
-            spec.name + ": unexpected argument '" + (a.positional.empty() ? "" : a.positional[0]) +
-                "' (options are --flag VALUE; see preimage " + spec.name + " --help)");
+    a.no_more_positional(0);
   } else {
     require(!a.positional.empty(),
             spec.name + ": expected " + spec.positional + " (usage: " + spec.summary + ")");
@@ -213,9 +223,10 @@ struct Session {
 
 Session open(const Args& a, const std::string& default_weights = "random:0") {
   Session s;
-  s.quiet = a.boolean("quiet");
-  s.device = resolve_device(a.str("device", "auto"));
-  Weights w = load_weights(a.str("weights", default_weights), parse_arch(a.str("arch", "vgg19")));
+  s.quiet = a.on("quiet");
+  s.device = resolve_device(a.text("device"));
+  Weights w = load_weights(a.given("weights") ? a.text("weights") : default_weights,
+                           parse_arch(a.text("arch")));
   s.banner =
       "weights: " + w.identity +
       (w.random ? "  (RANDOM features: seeded He-initialized VGG, not a trained network)" : "") +
@@ -226,7 +237,7 @@ Session open(const Args& a, const std::string& default_weights = "random:0") {
 
 // Loads --input (or another image flag) and brings it to --size.
 Tensor load_input(const Args& a, const std::string& flag) {
-  const std::string path = a.str(flag);
+  const std::string path = a.text(flag);
   require(!path.empty(), a.command + ": --" + flag + " IMAGE is required");
   Tensor img;
   try {
@@ -236,7 +247,7 @@ Tensor load_input(const Args& a, const std::string& flag) {
   }
   if (a.given("size")) {
     int h = 0, w = 0;
-    parse_size(a.str("size"), img.shape().h, img.shape().w, &h, &w);
+    parse_size(a.text("size"), img.shape().h, img.shape().w, &h, &w);
     if (h != img.shape().h || w != img.shape().w) img = resize(img.view(), h, w);
   }
   return img;
@@ -246,10 +257,10 @@ Tensor load_input(const Args& a, const std::string& flag) {
 int square_size(const Args& a, int def) {
   if (!a.given("size")) return def;
   int h = 0, w = 0;
-  parse_size(a.str("size"), 1, 1, &h, &w);
+  parse_size(a.text("size"), 1, 1, &h, &w);
   require(h == w, "--size: " + a.command + " resizes every image to a square N×N, got '" +
-                      a.str("size") + "'");
-  require(h >= 8 && h <= 4096, "--size: expected a side in [8, 4096], got " + a.str("size"));
+                      a.text("size") + "'");
+  require(h >= 8 && h <= 4096, "--size: expected a side in [8, 4096], got " + a.text("size"));
   return h;
 }
 
@@ -266,50 +277,25 @@ void parse_target(const Args& a, const Network& net, TargetArgs& t) {
   require(!a.given("neuron") || a.given("channel"), "--neuron needs --channel");
   Target& tg = t.target;
   if (a.given("head")) {
-    t.head = load_head(a.str("head"));
+    t.head = load_head(a.text("head"));
     tg.head = &t.head;
   }
-  tg.tap = a.str("layer", tg.head ? t.head.tap : (a.given("class") ? "fc8" : ""));
+  tg.tap = a.given("layer")   ? a.text("layer")
+           : tg.head          ? t.head.tap
+           : a.given("class") ? "fc8"
+                              : "";
   require(!tg.tap.empty(), a.command + ": --layer L is required with --channel");
   net.check_taps({tg.tap});
-  tg.channel = a.integer("channel", -1, 0, 1 << 20);
-  tg.class_index = a.integer("class", -1, 0, 1 << 20);
+  tg.channel = a.given("channel") ? int(a.integer("channel", 0, 1 << 20)) : -1;
+  tg.class_index = a.given("class") ? int(a.integer("class", 0, 1 << 20)) : -1;
   if (a.given("neuron")) {
-    const std::string v = a.str("neuron");
+    const std::string v = a.text("neuron");
     const auto c = v.find(',');
     require(c != std::string::npos, "--neuron: expected Y,X, got '" + v + "'");
-    Args tmp;
-    tmp.flag["neuron"] = v.substr(0, c);
-    tg.y = tmp.integer("neuron", 0, 0, 1 << 20);
-    tmp.flag["neuron"] = v.substr(c + 1);
-    tg.x = tmp.integer("neuron", 0, 0, 1 << 20);
+    tg.y = int(parse_integer(v.substr(0, c), "neuron", 0, 1 << 20));
+    tg.x = int(parse_integer(v.substr(c + 1), "neuron", 0, 1 << 20));
   }
 }
-
-class ProgressLine {
- public:
-  ProgressLine(bool quiet, std::string label)
-      : quiet_(quiet), tty_(isatty(STDERR_FILENO)), label_(std::move(label)) {}
-  void operator()(int done, int total) {
-    if (quiet_ || done == shown_) return;  // the last batch may report the total twice
-    shown_ = done;
-    const int width = 24, fill = total > 0 ? std::clamp(width * done / total, 0, width) : 0;
-    if (tty_) {
-      std::fprintf(stderr, "\r%s [%s%s] %d/%d", label_.c_str(), std::string(fill, '#').c_str(),
-                   std::string(width - fill, '-').c_str(), done, total);
-      if (done == total) std::fprintf(stderr, "\n");
-      std::fflush(stderr);
-    } else if (done == total || done - last_ >= std::max(1, total / 10)) {
-      std::fprintf(stderr, "%s %d/%d\n", label_.c_str(), done, total);
-      last_ = done;
-    }
-  }
-
- private:
-  bool quiet_, tty_;
-  std::string label_;
-  int last_ = 0, shown_ = -1;
-};
 
 void report_skipped(const Session& s, const std::vector<std::string>& skipped) {
   if (s.quiet || skipped.empty()) return;
@@ -320,9 +306,9 @@ void report_skipped(const Session& s, const std::vector<std::string>& skipped) {
 // ---- subcommands ----------------------------------------------------------------------------
 
 int run_saliency(const Args& a) {
-  const std::string out = a.str("out");
+  const std::string out = a.text("out");
   check_output(out, "--out", ".png");
-  const std::string method = a.str("method", "gradient");
+  const std::string method = a.text("method");
   require(method == "gradient" || method == "guided" || method == "occlusion",
           "--method: expected gradient, guided or occlusion, got '" + method + "'");
   require(method == "occlusion" || (!a.given("patch") && !a.given("stride") && !a.given("batch")),
@@ -333,9 +319,9 @@ int run_saliency(const Args& a) {
   Tensor img = load_input(a, "input");
   check_target(*s.net, t.target, img.shape());
   const int side = std::min(img.shape().h, img.shape().w);
-  const int patch = a.integer("patch", std::max(1, side / 8), 1, side);
-  const int stride = a.integer("stride", std::max(1, patch / 2), 1, side);
-  const int batch = a.integer("batch", 16, 1, 4096);
+  const int patch = a.given("patch") ? int(a.integer("patch", 1, side)) : std::max(1, side / 8);
+  const int stride = a.given("stride") ? int(a.integer("stride", 1, side)) : std::max(1, patch / 2);
+  const int batch = a.integer("batch", 1, 4096);
   s.announce();
   Tensor dev = img.to(s.device);
   const double score = evaluate_target(*s.net, dev.view(), t.target).score[0];
@@ -356,29 +342,31 @@ int run_saliency(const Args& a) {
 }
 
 int run_adversarial(const Args& a) {
-  const std::string out = a.str("out");
+  const std::string out = a.text("out");
   check_output(out, "--out", ".png");
-  const bool from_noise = a.boolean("from-noise");
+  const bool from_noise = a.on("from-noise");
   require(from_noise != a.given("input"), "adversarial: give --input IMAGE or --from-noise");
-  const std::string method = a.str("method", "iterative");
+  const std::string method = a.text("method");
   require(method == "fgsm" || method == "iterative",
           "--method: expected fgsm or iterative, got '" + method + "'");
   AttackOptions o;
   o.iterative = method == "iterative";
-  o.epsilon = float(a.number("epsilon", from_noise ? 1.0 : 8.0 / 255.0, 1e-6, 1.0));
-  o.steps = a.integer("steps", 20, 1, 100000);
-  o.step_size = float(a.number("step-size", 0.0, 0.0, 1.0));
+  o.epsilon = float(a.given("epsilon") ? a.number("epsilon", 1e-6, 1.0)
+                    : from_noise       ? 1.0
+                                       : 8.0 / 255.0);
+  o.steps = a.integer("steps", 1, 100000);
+  o.step_size = float(a.number("step-size", 0.0, 1.0));
   require(o.iterative || (!a.given("steps") && !a.given("step-size")),
           "--steps/--step-size apply to --method iterative only");
-  const double stop = a.number("target-prob", 1.0, 0.0, 1.0);
+  const double stop = a.number("target-prob", 0.0, 1.0);
   Session s = open(a);
   TargetArgs t;
   parse_target(a, *s.net, t);
   Tensor start;
   if (from_noise) {
     int h = 0, w = 0;
-    parse_size(a.str("size", "128"), 128, 128, &h, &w);
-    std::mt19937_64 rng(uint64_t(a.integer("seed", 0, 0, 2147483647)));
+    parse_size(a.given("size") ? a.text("size") : "128", 128, 128, &h, &w);
+    std::mt19937_64 rng(uint64_t(a.integer("seed", 0, 2147483647)));
     std::uniform_real_distribution<float> d(0.4f, 0.6f);
     std::vector<float> v(size_t(3) * h * w);
     for (auto& e : v) e = d(rng);
@@ -431,22 +419,22 @@ int run_adversarial(const Args& a) {
 }
 
 int run_features(const Args& a) {
-  const std::string out = a.str("out");
+  const std::string out = a.text("out");
   check_output(out, "--out", ".h5");
   require(a.given("layer"), "features: --layer L is required");
-  const std::string tap = a.str("layer");
+  const std::string tap = a.text("layer");
   const int size = square_size(a, 128);
-  const int batch = a.integer("batch", 8, 1, 4096);
+  const int batch = a.integer("batch", 1, 4096);
   const auto files = list_images(a.positional[0]);
   Session s = open(a);
   s.net->check_taps({tap});
   s.net->tap_shape(tap, {1, 3, size, size});
-  ProgressLine progress(s.quiet, "features");
+  ProgressPrinter progress(s.quiet, "features", "", "img");
   // The banner waits for the first readable batch: a directory of unreadable files fails on
   // one line.
   const FeatureSet f = extract_features(*s.net, files, tap, size, batch, [&](int done, int total) {
     s.announce();
-    progress(done, total);
+    progress.update(done, total);
   });
   save_features(f, out);
   report_skipped(s, f.skipped);
@@ -469,16 +457,16 @@ Session open_for(const Args& a, const FeatureSet& f) {
   const bool random = f.weights.rfind("random:", 0) == 0;
   require(random || a.given("weights"),
           "--weights: the feature file was computed with " + f.weights + "; pass that file");
-  require(!a.given("arch") || a.str("arch") == f.arch,
-          "--arch " + a.str("arch") + ": the feature file was computed with " + f.arch);
+  require(!a.given("arch") || a.text("arch") == f.arch,
+          "--arch " + a.text("arch") + ": the feature file was computed with " + f.arch);
   Args b = a;
-  b.flag["arch"] = f.arch;
+  b.flags["arch"] = f.arch;
   Session s = open(b, f.weights);
   require(identity_key(s.net->weights().identity) == identity_key(f.weights),
           "mismatched feature file '" + a.positional[0] + "': computed with weights " + f.weights +
               ", not " + s.net->weights().identity);
-  require(!a.given("layer") || a.str("layer") == f.tap,
-          "--layer " + a.str("layer") + ": the feature file holds layer " + f.tap);
+  require(!a.given("layer") || a.text("layer") == f.tap,
+          "--layer " + a.text("layer") + ": the feature file holds layer " + f.tap);
   s.net->check_taps({f.tap});
   require(s.net->tap_shape(f.tap, {1, 3, f.size, f.size}).c == f.dim,
           "mismatched feature file '" + a.positional[0] + "': " + std::to_string(f.dim) +
@@ -498,13 +486,13 @@ Tensor thumbnail(const std::string& path, int side, bool quiet) {
 }
 
 int run_neighbors(const Args& a) {
-  const std::string out = a.str("out");
+  const std::string out = a.text("out");
   check_output(out, "--out", ".png");
-  const std::string metric = a.str("metric", "cosine");
+  const std::string metric = a.text("metric");
   require(metric == "cosine" || metric == "l2",
           "--metric: expected cosine or l2, got '" + metric + "'");
-  const int k = a.integer("k", 8, 1, 10000);
-  const int thumb = a.integer("thumb", 96, 8, 1024);
+  const int k = a.integer("k", 1, 10000);
+  const int thumb = a.integer("thumb", 8, 1024);
   require(a.given("query"), "neighbors: --query IMAGE is required");
   const FeatureSet f = load_features(a.positional[0]);
   Session s = open_for(a, f);
@@ -532,23 +520,23 @@ std::string csv_field(const std::string& v) {
 }
 
 int run_embed(const Args& a) {
-  const std::string out = a.str("out");
+  const std::string out = a.text("out");
   check_output(out, "--out", ".png");
-  const std::string csv = a.str("csv", sibling(out, "", ".csv"));
+  const std::string csv = a.given("csv") ? a.text("csv") : sibling(out, "", ".csv");
   check_output(csv, "--csv", ".csv");
-  const std::string method = a.str("method", "pca");
+  const std::string method = a.text("method");
   require(method == "pca" || method == "tsne",
           "--method: expected pca or tsne, got '" + method + "'");
   require(method == "tsne" || (!a.given("perplexity") && !a.given("iters") && !a.given("seed")),
           "--perplexity/--iters/--seed apply to --method tsne only");
-  const int canvas = a.integer("canvas", 1024, 64, 16384);
-  const int thumb = a.integer("thumb", 48, 4, 1024);
+  const int canvas = a.integer("canvas", 64, 16384);
+  const int thumb = a.integer("thumb", 4, 1024);
   require(thumb < canvas, "--thumb must be smaller than --canvas");
   TsneOptions to;
-  to.perplexity = a.number("perplexity", 30, 1, 1000);
-  to.iterations = a.integer("iters", 1000, 50, 100000);
-  to.seed = uint64_t(a.integer("seed", 0, 0, 2147483647));
-  const bool quiet = a.boolean("quiet");
+  to.perplexity = a.number("perplexity", 1, 1000);
+  to.iterations = a.integer("iters", 50, 100000);
+  to.seed = uint64_t(a.integer("seed", 0, 2147483647));
+  const bool quiet = a.on("quiet");
   require(!a.given("weights") && !a.given("arch") && !a.given("device"),
           "embed: --weights/--arch/--device do not apply (the feature file holds the features)");
   const FeatureSet f = load_features(a.positional[0]);
@@ -587,15 +575,15 @@ int run_embed(const Args& a) {
 }
 
 int run_patches(const Args& a) {
-  const std::string out = a.str("out");
+  const std::string out = a.text("out");
   check_output(out, "--out", ".png");
   require(a.given("layer"), "patches: --layer L is required");
   require(a.given("channel"), "patches: --channel C is required");
-  const std::string tap = a.str("layer");
-  const int channel = a.integer("channel", 0, 0, 1 << 20);
-  const int k = a.integer("k", 16, 1, 10000);
+  const std::string tap = a.text("layer");
+  const int channel = a.integer("channel", 0, 1 << 20);
+  const int k = a.integer("k", 1, 10000);
   const int size = square_size(a, 128);
-  const int tile = a.integer("tile", 64, 8, 1024);
+  const int tile = a.integer("tile", 8, 1024);
   const auto files = list_images(a.positional[0]);
   Session s = open(a);
   s.net->check_taps({tap});
@@ -617,12 +605,12 @@ int run_patches(const Args& a) {
 }
 
 int run_filters(const Args& a) {
-  const std::string out = a.str("out");
+  const std::string out = a.text("out");
   check_output(out, "--out", ".png");
-  const std::string layer = a.str("layer", "conv1_1");
+  const std::string layer = a.text("layer");
   require(layer == "conv1_1",
           "--layer: filters shows the first layer's colour filters (conv1_1), got '" + layer + "'");
-  const int tile = a.integer("tile", 24, 3, 512);
+  const int tile = a.integer("tile", 3, 512);
   Session s = open(a);
   s.announce();
   const Tensor w = s.net->weights().layers.at("conv1_1").weight.to(Device::CPU);
@@ -635,14 +623,14 @@ int run_filters(const Args& a) {
 
 int run_head(const Args& a) {
   namespace fs = std::filesystem;
-  const std::string out = a.str("out");
+  const std::string out = a.text("out");
   check_output(out, "--out", ".h5");
   require(a.given("layer"), "head: --layer L is required");
-  const std::string tap = a.str("layer");
+  const std::string tap = a.text("layer");
   const int size = square_size(a, 128);
-  const int batch = a.integer("batch", 8, 1, 4096);
-  const float l2 = float(a.number("l2", 1e-3, 0, 1e6));
-  const int iters = a.integer("iters", 200, 1, 100000);
+  const int batch = a.integer("batch", 1, 4096);
+  const float l2 = float(a.number("l2", 0, 1e6));
+  const int iters = a.integer("iters", 1, 100000);
   const std::string dir = a.positional[0];
   std::error_code ec;
   require(fs::is_directory(dir, ec), "directory '" + dir + "' does not exist");
@@ -666,12 +654,12 @@ int run_head(const Args& a) {
   std::vector<std::string> skipped;
   int dim = 0;
   for (size_t k = 0; k < classes.size(); ++k) {
-    ProgressLine progress(s.quiet, "features of class " + classes[k]);
+    ProgressPrinter progress(s.quiet, "features of class " + classes[k], "", "img");
     FeatureSet f;
     try {
       f = extract_features(*s.net, files[k], tap, size, batch, [&](int done, int total) {
         s.announce();
-        progress(done, total);
+        progress.update(done, total);
       });
     } catch (const Error& e) {
       throw Error("class '" + classes[k] + "': " + e.what());
@@ -725,10 +713,9 @@ std::vector<std::pair<std::string, std::string>> analysis_commands() {
 std::string analysis_help(const std::string& command) {
   const Spec* spec = find_spec(command);
   require(spec != nullptr, "unknown command '" + command + "'");
-  std::string out = "usage: preimage " + command + (spec->positional.empty() ? "" : " ") +
-                    spec->positional + " [options]\n" + spec->summary + "\noptions:";
-  for (const auto& f : spec->flags) out += std::string(" ") + (f == "k" ? "-" : "--") + f;
-  return out + "\n";
+  return flags_help(
+      command + (spec->positional.empty() ? "" : " " + spec->positional) + " [options]",
+      spec->summary, spec->flags);
 }
 
 void print_analysis_usage() {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cli_options.h"
+#include "cli_progress.h"
 #include "cli_run.h"
 #include "engine/core/strings.h"
 #include "preimage/attributes.h"
@@ -44,44 +45,60 @@ const char* kUsage =
     "      attributes apply --input IMG --classifier C.h5 --attribute NAME|all --strength B\n"
     "                       --out X.png [--keep-content] [--layers L,..]\n";
 
-const std::set<std::string> kOptimize = {
-    "weights", "arch",         "device",   "classifier",   "attribute", "size", "iters",
-    "history", "seed",         "octaves",  "octave-scale", "init",      "tv",   "tv-beta",
-    "alpha",   "alpha-weight", "strength", "out",          "quiet"};
-
-std::set<std::string> with(const std::set<std::string>& base,
-                           std::initializer_list<const char*> extra) {
-  std::set<std::string> s = base;
-  for (const char* e : extra) s.insert(e);
-  return s;
+// The flags of attributes train|show|apply (their --help).
+const FlagSet& attribute_flags(const std::string& command) {
+  static const std::vector<Flag> kRun = {
+      {"classifier", "FILE.h5", "a classifier from `attributes train`", "required"},
+      {"attribute", "NAME|all", "the class to render or strengthen (all: one output each)",
+       "required"},
+      {"strength", "B", "weight of the attribute's log-probability", "1"},
+      {"out", "FILE.png", "output image (with all: FILE_<name>.png each); FILE.png.json",
+       "required"},
+      {"weights", "FILE|random:SEED", "VGG weights", "the classifier's"},
+      {"arch", "vgg16|vgg19", "network architecture", "the classifier's"},
+      {"iters", "N", "iterations per octave", "100"},
+      {"tv", "W", "weight of the per-pixel mean of TV^B", "1"},
+  };
+  static const std::map<std::string, FlagSet> sets = [] {
+    std::map<std::string, FlagSet> m;
+    m["attributes train"] = FlagSet(
+        {"weights", "arch", "device", "quiet", "batch", "seed"},
+        {{"data", "DIR", "one subfolder of images per attribute", "--data or --list"},
+         {"list", "FILE", "lines 'path attribute' (split given by the file)", "--data or --list"},
+         {"layers", "L,...", "B-CNN layers", "relu2_2,relu3_4,relu4_4,relu5_4 (VGG-16: _3)"},
+         {"size", "N", "images are resized to N x N", "224"},
+         {"pool", "max|avg", "the network's pooling", "max"},
+         {"l2", "L", "L2 regularization of the logistic classifiers", "0.01"},
+         {"iters", "N", "training iterations (L-BFGS)", "300"},
+         {"test-fraction", "F", "held-out fraction per class (--data)", "0.25"},
+         {"seed", "S", "train/test split seed (--data)", "0"},
+         {"out", "FILE.h5", "the classifier", "required"}});
+    FlagSet show({"device", "quiet", "size", "history", "seed", "octaves", "octave-scale", "init",
+                  "tv-beta", "alpha", "alpha-weight"},
+                 kRun);
+    show.set_default("size", "the classifier's training size");
+    m["attributes show"] = show;
+    FlagSet apply = show;
+    apply.add({"input", "IMAGE", "the image to edit", "required"});
+    apply.add({"size", "N|WxH", "output size", "the input's size"});
+    apply.add({"layers", "L[:W],...", "Gram taps that keep the input's texture",
+               "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"});
+    apply.add(
+        {"keep-content", "", "also keep the input's relu4_2 content (starts from it)", "off"});
+    apply.add({"content-weight", "W", "weight of the content term (--keep-content)", "1"});
+    apply.add(
+        {"init", "noise|random|input|FILE", "initial image", "noise (--keep-content: input)"});
+    apply.set_default("tv", "0");
+    m["attributes apply"] = apply;
+    return m;
+  }();
+  return sets.at(command);
 }
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   for (const auto& lw : parse_layers(s, "layers")) out.push_back(lw.layer);
   return out;
-}
-
-int to_int(const std::string& flag, const std::string& v, int lo, int hi) {
-  char* end = nullptr;
-  errno = 0;
-  const long x = std::strtol(v.c_str(), &end, 10);
-  require(!v.empty() && end && *end == '\0' && errno == 0,
-          "--" + flag + ": expected an integer, got '" + v + "'");
-  require(x >= lo && x <= hi, "--" + flag + ": expected an integer in [" + std::to_string(lo) +
-                                  ", " + std::to_string(hi) + "], got " + v);
-  return int(x);
-}
-
-double to_number(const std::string& flag, const std::string& v, double lo, double hi) {
-  char* end = nullptr;
-  errno = 0;
-  const double x = std::strtod(v.c_str(), &end);
-  require(!v.empty() && end && *end == '\0' && errno == 0 && std::isfinite(x),
-          "--" + flag + ": expected a number, got '" + v + "'");
-  require(x >= lo && x <= hi, "--" + flag + ": expected a number in [" + std::to_string(lo) + ", " +
-                                  std::to_string(hi) + "], got " + v);
-  return x;
 }
 
 // An output path: the extension, an existing directory, not a directory itself.
@@ -95,77 +112,41 @@ void check_out(const std::string& out, const std::string& ext) {
   require(!fs::is_directory(out), "--out: '" + out + "' is a directory");
 }
 
-// A progress bar on a terminal, a few plain lines otherwise, nothing with --quiet.
-class ProgressBar {
- public:
-  ProgressBar(bool quiet, std::string label, int total)
-      : quiet_(quiet), tty_(isatty(STDERR_FILENO)), label_(std::move(label)), total_(total) {}
-  void update(int done) {
-    if (quiet_ || done == shown_) return;
-    shown_ = done;
-    const int width = 24, fill = total_ > 0 ? std::clamp(width * done / total_, 0, width) : 0;
-    if (tty_) {
-      std::fprintf(stderr, "\r%s [%s%s] %d/%d", label_.c_str(), std::string(fill, '#').c_str(),
-                   std::string(width - fill, '-').c_str(), done, total_);
-      if (done == total_) std::fprintf(stderr, "\n");
-      std::fflush(stderr);
-    } else if (done == total_ || done - last_ >= std::max(1, total_ / 5)) {
-      std::fprintf(stderr, "%s %d/%d\n", label_.c_str(), done, total_);
-      last_ = done;
-    }
-  }
-
- private:
-  bool quiet_, tty_;
-  std::string label_;
-  int total_, last_ = 0, shown_ = -1;
-};
-
 // ---- train -----------------------------------------------------------------------------------
 
 int run_train(int argc, char** argv) {
   const std::string cmd = "attributes train";
-  const FlagArgs a =
-      parse_flags(cmd, argc, argv, 3,
-                  {"weights", "arch", "device", "quiet", "data", "list", "layers", "size", "pool",
-                   "batch", "l2", "iters", "test-fraction", "seed", "out"},
-                  {"quiet"});
-  require(a.positional.empty(), cmd + ": unexpected argument '" +
-                                    (a.positional.empty() ? "" : a.positional[0]) +
-                                    "' (options are --flag VALUE)");
-  auto str = [&](const std::string& k, const std::string& def = "") {
-    auto it = a.flags.find(k);
-    return it == a.flags.end() ? def : it->second;
-  };
-  const bool quiet = str("quiet", "0") == "1";
-  const std::string out = str("out");
+  const FlagArgs a = parse_flags(cmd, argc, argv, 3, attribute_flags(cmd));
+  a.no_more_positional(0);
+  const bool quiet = a.on("quiet");
+  const std::string out = a.text("out");
   check_out(out, ".h5");
-  require(a.flags.count("data") + a.flags.count("list") == 1,
+  require(a.given("data") + a.given("list") == 1,
           cmd + ": give exactly one of --data DIR (one subfolder per class) or --list FILE");
-  const int size = to_int("size", str("size", "224"), 16, 4096);
-  const int batch = to_int("batch", str("batch", "8"), 1, 4096);
-  const std::string pool = str("pool", "max");
+  const int size = int(a.integer("size", 16, 4096));
+  const int batch = int(a.integer("batch", 1, 4096));
+  const std::string pool = a.text("pool");
   require(pool == "max" || pool == "avg", "--pool: expected max or avg, got '" + pool + "'");
   AttributeTrainOptions topt;
-  topt.l2 = float(to_number("l2", str("l2", "1e-2"), 0, 1e6));
-  topt.iterations = to_int("iters", str("iters", "300"), 1, 100000);
-  const double fraction = to_number("test-fraction", str("test-fraction", "0.25"), 1e-6, 1 - 1e-6);
-  const uint64_t seed = uint64_t(to_int("seed", str("seed", "0"), 0, 2147483647));
+  topt.l2 = float(a.number("l2", 0, 1e6));
+  topt.iterations = int(a.integer("iters", 1, 100000));
+  const double fraction = a.number("test-fraction", 1e-6, 1 - 1e-6);
+  const uint64_t seed = uint64_t(a.integer("seed", 0, 2147483647));
 
   // The data set first: a bad folder or list fails before the network is built.
-  const AttributeDataset ds = a.flags.count("data")
-                                  ? attribute_dataset_from_dir(str("data"), fraction, seed)
-                                  : attribute_dataset_from_list(str("list"));
-  const Device dev = resolve_device(str("device", "auto"));
+  const AttributeDataset ds = a.given("data")
+                                  ? attribute_dataset_from_dir(a.text("data"), fraction, seed)
+                                  : attribute_dataset_from_list(a.text("list"));
+  const Device dev = resolve_device(a.text("device"));
   Arch arch = Arch::VGG19;
   try {
-    arch = parse_arch(str("arch", "vgg19"));
+    arch = parse_arch(a.text("arch"));
   } catch (const Error& e) {
     throw Error(std::string("--arch: ") + e.what());
   }
   Weights w;
   try {
-    w = load_weights(str("weights", "random:0"), arch);
+    w = load_weights(a.text("weights"), arch);
   } catch (const Error& e) {
     throw Error(std::string("--weights: ") + e.what());
   }
@@ -176,7 +157,7 @@ int run_train(int argc, char** argv) {
   Network net(std::move(w), dev, no);
   BcnnFeatureSettings fs_;
   fs_.layers =
-      a.flags.count("layers") ? split_list(str("layers")) : default_attribute_layers(net.arch());
+      a.given("layers") ? split_list(a.text("layers")) : default_attribute_layers(net.arch());
   fs_.size = size;
   fs_.pool = pool;
   try {
@@ -197,7 +178,7 @@ int run_train(int argc, char** argv) {
   int total = 0;
   for (size_t k = 0; k < ds.classes.size(); ++k)
     total += int(ds.train[k].size() + ds.test[k].size());
-  ProgressBar bar(quiet, "features", total);
+  ProgressPrinter bar(quiet, "features", "", "img");
   int done = 0;
   std::vector<float> xtr, xte;
   std::vector<int> ytr, yte;
@@ -208,10 +189,10 @@ int run_train(int argc, char** argv) {
   for (size_t k = 0; k < ds.classes.size(); ++k) {
     for (int split = 0; split < 2; ++split) {
       const auto& files = split == 0 ? ds.train[k] : ds.test[k];
-      const BcnnFeatures f =
-          extract_bcnn_features(net, files, fs_, batch, [&](int d, int) { bar.update(done + d); });
+      const BcnnFeatures f = extract_bcnn_features(
+          net, files, fs_, batch, [&](int d, int) { bar.update(done + d, total); });
       done += int(files.size());
-      bar.update(done);
+      bar.update(done, total);
       dim = f.dim;
       channels = f.channels;
       skipped.insert(skipped.end(), f.skipped.begin(), f.skipped.end());
@@ -275,19 +256,12 @@ struct Loaded {
   std::vector<std::string> outs;  // one output per target
 };
 
-std::string raw(const Options& o, const std::string& k) {
-  auto it = o.raw.find(k);
-  return it == o.raw.end() ? std::string() : it->second;
-}
-
 // Loads --classifier, resolves --attribute (before the network is built), the output paths and
 // the run's defaults for --weights / --arch (the classifier's, when not given).
 Loaded load_classifier(Options& o) {
   Loaded l;
-  l.path = raw(o, "classifier");
-  require(!l.path.empty(), o.command + ": --classifier FILE.h5 is required");
-  const std::string attr = raw(o, "attribute");
-  require(!attr.empty(), o.command + ": --attribute NAME (or all) is required");
+  l.path = o.args.required("classifier");
+  const std::string attr = o.args.required("attribute");
   require(!o.out.empty(), o.command + ": --out FILE.png is required");
   const auto dir = fs::path(o.out).parent_path();
   require(dir.empty() || fs::is_directory(dir),
@@ -392,7 +366,7 @@ int run_show(Options o) {
 int run_apply(Options o) {
   require(!o.input.empty(), o.command + ": --input IMAGE is required");
   Loaded l = load_classifier(o);
-  const bool keep = raw(o, "keep-content") == "1";
+  const bool keep = o.args.on("keep-content");
   if (o.layers.empty())
     o.layers = parse_layers("relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", "layers");
   const AttributeClassifier& c = l.c;
@@ -498,6 +472,23 @@ int run_apply(Options o) {
 
 }  // namespace
 
+std::string attributes_help(const std::string& command) {
+  static const std::map<std::string, std::pair<std::string, std::string>> usage = {
+      {"attributes train",
+       {"attributes train --data DIR | --list FILE --out C.h5 [options]",
+        "train B-CNN attribute classifiers (Lin & Maji; docs/attributes.md)"}},
+      {"attributes show",
+       {"attributes show --classifier C.h5 --attribute NAME|all --out X.png [options]",
+        "an image that the classifier sees as the attribute (from noise)"}},
+      {"attributes apply",
+       {"attributes apply --input IMG --classifier C.h5 --attribute NAME|all --out X.png "
+        "[options]",
+        "strengthen (or with a negative --strength weaken) an attribute in --input"}},
+  };
+  const auto& [u, summary] = usage.at(command);
+  return flags_help(u, summary, attribute_flags(command));
+}
+
 const char* attributes_usage() {
   return kUsage;
 }
@@ -516,11 +507,12 @@ int run_attributes(int argc, char** argv) {
     return 0;
   }
   if (sub == "train") return run_train(argc, argv);
-  if (sub == "show") return run_show(parse_options("attributes show", argc, argv, 3, kOptimize));
+  if (sub == "show")
+    return run_show(
+        parse_options("attributes show", argc, argv, 3, attribute_flags("attributes show")));
   if (sub == "apply")
     return run_apply(
-        parse_options("attributes apply", argc, argv, 3,
-                      with(kOptimize, {"input", "layers", "keep-content", "content-weight"})));
+        parse_options("attributes apply", argc, argv, 3, attribute_flags("attributes apply")));
   throw Error("attributes: unknown subcommand '" + sub + "' (expected train, show or apply)");
 }
 

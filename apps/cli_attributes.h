@@ -5,6 +5,7 @@
 //   apply  --input IMG --classifier C --attribute NAME|all --strength β --out X.png
 //          texture + attribute, or with --keep-content content (relu4_2) + attribute
 #pragma once
+#include <string>
 
 namespace preimage::cli {
 
@@ -12,5 +13,7 @@ namespace preimage::cli {
 int run_attributes(int argc, char** argv);
 // One usage line per attributes subcommand.
 const char* attributes_usage();
+// --help of "attributes train|show|apply": every flag with its help and default.
+std::string attributes_help(const std::string& command);
 
 }  // namespace preimage::cli

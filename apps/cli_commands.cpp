@@ -21,17 +21,6 @@
 namespace preimage::cli {
 namespace {
 
-const std::set<std::string> kCommon = {
-    "weights", "arch",    "device",       "input",  "size",  "layers",  "iters", "history",
-    "seed",    "octaves", "octave-scale", "init",   "tv",    "tv-beta", "alpha", "alpha-weight",
-    "jitter",  "out",     "save-every",   "resume", "quiet", "json"};
-
-std::set<std::string> with(std::initializer_list<const char*> extra) {
-  std::set<std::string> s = kCommon;
-  for (const char* e : extra) s.insert(e);
-  return s;
-}
-
 // --out is required, and its directory must exist (found now rather than after the run).
 void require_out(const Options& o) {
   require(!o.out.empty(), o.command + ": --out FILE.png is required");
@@ -61,29 +50,10 @@ int run_texture(Options o) {
 const char* const kDescriptorFlags[] = {"hog-variant", "cell",    "bins",   "block",
                                         "step",        "binning", "pooling"};
 
-std::string flag_text(const Options& o, const std::string& k, const std::string& def) {
-  auto it = o.raw.find(k);
-  return it == o.raw.end() ? def : it->second;
-}
-
-int flag_int(const Options& o, const std::string& k, int def, int lo, int hi) {
-  auto it = o.raw.find(k);
-  if (it == o.raw.end()) return def;
-  const std::string& v = it->second;
-  char* end = nullptr;
-  errno = 0;
-  const long x = std::strtol(v.c_str(), &end, 10);
-  require(!v.empty() && end && *end == '\0' && errno == 0,
-          "--" + k + ": expected an integer, got '" + v + "'");
-  require(x >= lo && x <= hi, "--" + k + ": expected an integer in [" + std::to_string(lo) + ", " +
-                                  std::to_string(hi) + "], got " + v);
-  return int(x);
-}
-
 // The descriptor of --representation hog|dsift and its flags; false for vgg (the default), where
 // the descriptor flags are refused.
 bool descriptor_options(const Options& o, DescriptorOptions* out) {
-  const std::string rep = flag_text(o, "representation", "vgg");
+  const std::string rep = o.args.text("representation");
   require(rep == "vgg" || rep == "hog" || rep == "dsift",
           "--representation: expected vgg, hog or dsift, got '" + rep + "'");
   if (rep == "vgg") {
@@ -94,7 +64,7 @@ bool descriptor_options(const Options& o, DescriptorOptions* out) {
   for (const char* f : {"layers", "weights", "arch"})
     require(!o.given(f), std::string("--") + f + " applies to --representation vgg only (" + rep +
                              " uses no network)");
-  const std::string variant = flag_text(o, "hog-variant", "dalal");
+  const std::string variant = o.args.text("hog-variant");
   require(variant == "dalal" || variant == "uoctti",
           "--hog-variant: expected dalal or uoctti, got '" + variant + "'");
   require(rep == "hog" || !o.given("hog-variant"), "--hog-variant applies to --representation hog");
@@ -102,19 +72,19 @@ bool descriptor_options(const Options& o, DescriptorOptions* out) {
                               : variant == "uoctti" ? DescriptorKind::HogUoctti
                                                     : DescriptorKind::Hog;
   DescriptorOptions d = DescriptorOptions::defaults(kind);
-  d.cell = flag_int(o, "cell", d.cell, 1, 256);
-  d.bins = flag_int(o, "bins", d.bins, 2, 64);
+  if (o.given("cell")) d.cell = int(o.args.integer("cell", 1, 256));
+  if (o.given("bins")) d.bins = int(o.args.integer("bins", 2, 64));
   require(kind == DescriptorKind::Hog || !o.given("block"),
           "--block applies to --representation hog --hog-variant dalal (dense SIFT has 4x4 "
           "spatial bins; UoCTTI has no blocks)");
   require(kind != DescriptorKind::HogUoctti || !o.given("step"),
           "--step applies to Dalal-Triggs HOG and dense SIFT (UoCTTI describes every cell)");
-  d.block = flag_int(o, "block", d.block, 1, 16);
-  d.step = flag_int(o, "step", d.step, 1, 64);
-  const std::string binning = flag_text(o, "binning", "soft");
+  if (o.given("block")) d.block = int(o.args.integer("block", 1, 16));
+  if (o.given("step")) d.step = int(o.args.integer("step", 1, 64));
+  const std::string binning = o.args.text("binning");
   require(binning == "soft" || binning == "hard",
           "--binning: expected soft or hard, got '" + binning + "'");
-  const std::string pooling = flag_text(o, "pooling", "bilinear");
+  const std::string pooling = o.args.text("pooling");
   require(pooling == "bilinear" || pooling == "box",
           "--pooling: expected bilinear or box, got '" + pooling + "'");
   d.soft_bins = binning == "soft";
@@ -147,9 +117,7 @@ int run_invert_descriptor(Options o, const DescriptorOptions& d) {
 // "N C H W", then the values in (N,C,H,W) order, one per line), atomically.
 int run_descriptor(Options o) {
   require(!o.input.empty(), "descriptor: --input IMAGE is required");
-  const std::string dump = flag_text(o, "dump", "");
-  require(!dump.empty(), "descriptor: --dump FILE is required");
-  if (!o.given("representation")) o.raw["representation"] = "hog";
+  const std::string dump = o.args.required("dump");
   DescriptorOptions d;
   require(descriptor_options(o, &d), "descriptor: --representation must be hog or dsift");
   Session s = open_session(o, false, false);
@@ -290,116 +258,141 @@ int run_dream(Options o) {
   return finish(s, dream(*s.net, img, r));
 }
 
-struct FlagHelp {
-  const char *name, *value, *help, *def;
-};
-
-// Every flag of the recipe commands: value, help and default ("" when none / per command).
-const FlagHelp kFlagHelp[] = {
-    {"weights", "FILE|random:SEED", "VGG weights (HDF5) or seeded random features", "random:0"},
-    {"arch", "vgg16|vgg19", "network architecture", "vgg19"},
-    {"device", "auto|cpu|cuda", "where to compute", "auto"},
-    {"input", "IMAGE", "input image (texture: the source; style: the content)", ""},
-    {"size", "N|WxH", "output size: long side N or WxH", "the input's size"},
-    {"layers", "L[:W],...", "taps and their weights", "per command"},
-    {"iters", "N", "iterations per octave", "per command"},
-    {"history", "M", "L-BFGS memory", "10"},
-    {"seed", "S", "seed of the noise init and of the jitter", "0"},
-    {"octaves", "K", "coarse-to-fine stages", "1 (dream: 3)"},
-    {"octave-scale", "F", "size ratio between octaves", "2 (dream: 1.4)"},
-    {"init", "noise|random|input|FILE", "initial image (random is noise)", "per command"},
-    {"tv", "W", "weight of the per-pixel mean of TV^B", "per command"},
-    {"tv-beta", "B", "TV exponent", "2"},
-    {"alpha", "A", "alpha-norm exponent", "6"},
-    {"alpha-weight", "W", "weight of the per-pixel mean of |x|^A", "0"},
-    {"jitter", "PX", "random shift per ascent step", "0 (dream: 8)"},
-    {"out", "FILE.png", "output image; FILE.png.json is the sidecar", "required"},
-    {"save-every", "K",
-     "save the image and a checkpoint every K iterations (style: also "
-     "numbered FILE_<iteration>.png)",
-     "0 (off)"},
-    {"resume", "", "continue an interrupted run from its checkpoint", "off"},
-    {"quiet", "", "no progress output", "off"},
-    {"json", "", "print the result (the sidecar) as JSON on stdout", "off"},
-    {"stats", "gram|bcnn", "texture statistics", "gram"},
-    {"style", "IMAGE[,IMAGE...]", "style image(s)", "required"},
-    {"style-blend-weights", "W,...", "one weight per --style image (normalized)", "equal"},
-    {"style-scale", "F", "style images' long side = F x the output's long side", "1"},
-    {"content-layers", "L[:W],...", "content taps", "relu4_2"},
-    {"content-weight", "W", "content loss weight", "1"},
-    {"style-weight", "W", "style loss weight", "1"},
-    {"original-colors", "", "keep the content's colours", "off"},
-    {"channel", "C", "channel to maximize", ""},
-    {"neuron", "Y,X", "one position of --channel instead of its mean", ""},
-    {"class", "K", "class score to maximize (--layers fc8)", ""},
-    {"l2-decay", "F", "decay towards mid-grey per step", "0"},
-    {"blur-every", "N", "Gaussian blur every N steps", "0"},
-    {"blur-sigma", "S", "blur sigma in pixels", "0.5"},
-    {"clip-small", "F", "zero pixels under F x the largest norm", "0"},
-    {"step", "F",
-     "ascent step /255 per mean |gradient| (invert/descriptor: descriptor stride in cells)",
-     "1.5 (stride: 1)"},
-    {"representation", "vgg|hog|dsift", "what to invert", "vgg"},
-    {"hog-variant", "dalal|uoctti", "HOG variant", "dalal"},
-    {"cell", "PX", "HOG/DSIFT cell size", "8 (dsift: 4)"},
-    {"bins", "B", "orientation bins", "9 (uoctti: 18, dsift: 8)"},
-    {"block", "CELLS", "HOG block side", "2"},
-    {"binning", "soft|hard", "orientation votes", "soft"},
-    {"pooling", "bilinear|box", "spatial votes", "bilinear"},
-    {"dump", "FILE", "descriptor text output", "required"},
-};
-
-}  // namespace
-
-std::string command_help(const Command& c) {
-  std::string out = "usage: preimage " + c.name + " [options]\n" + c.summary + "\noptions:\n";
-  for (const auto& f : c.flags) {
-    const FlagHelp* h = nullptr;
-    for (const auto& e : kFlagHelp)
-      if (f == e.name) h = &e;
-    char line[512];
-    if (h)
-      std::snprintf(line, sizeof line, "  --%-22s %s%s%s%s\n",
-                    (f + (*h->value ? std::string(" ") + h->value : "")).c_str(), h->help,
-                    *h->def ? " (default: " : "", h->def, *h->def ? ")" : "");
-    else
-      std::snprintf(line, sizeof line, "  --%s\n", f.c_str());
-    out += line;
+// "relu1_1,relu2_1:0.5": a layer list as --layers takes it.
+std::string layers_text(const std::vector<LayerWeight>& layers) {
+  std::string out;
+  for (const auto& l : layers) {
+    out += (out.empty() ? "" : ",") + l.layer;
+    if (l.weight != 1.f) out += ":" + number_text(l.weight);
   }
   return out;
 }
 
-const std::vector<Command>& commands() {
-  static const std::vector<Command> list = {
-      {"texture", "synthesize a texture from --input (--stats gram|bcnn)", with({"stats"}),
-       run_texture},
-      {"invert",
-       "reconstruct --input from its representation at --layers (Mahendran & Vedaldi); "
-       "--representation vgg|hog|dsift, HOG/DSIFT: --hog-variant dalal|uoctti --cell PX --bins B "
-       "--block CELLS --step CELLS --binning soft|hard --pooling bilinear|box "
-       "(docs/descriptors.md)",
-       with({"representation", "hog-variant", "cell", "bins", "block", "step", "binning",
-             "pooling"}),
-       run_invert},
-      {"descriptor",
-       "write the HOG / dense-SIFT descriptor of --input as text (--dump FILE); flags as invert's",
-       {"input", "size", "device", "representation", "hog-variant", "cell", "bins", "block", "step",
-        "binning", "pooling", "dump", "quiet", "json"},
-       run_descriptor},
-      {"style",
-       "content --input + style --style A[,B...] (Gatys; neural-style's flags), "
-       "--original-colors",
-       with({"style", "content-weight", "style-weight", "original-colors", "content-layers",
-             "style-scale", "style-blend-weights"}),
-       run_style},
-      {"visualize", "activation maximization of --channel/--neuron/--class at --layers",
-       with({"channel", "neuron", "class", "l2-decay", "blur-every", "blur-sigma", "clip-small",
-             "step"}),
-       run_visualize},
-      {"dream", "DeepDream on --input with octaves and jitter", with({"step"}), run_dream},
-      {"caricature", "exaggerate what --layers sees in --input (Mahendran & Vedaldi)", kCommon,
-       run_caricature},
+// The flags every recipe command takes, with that recipe's library defaults (preimage/recipes.h),
+// so that --help shows what the command does when a flag is not given.
+FlagSet recipe_flags(const RecipeOptions& r, std::vector<Flag> own) {
+  FlagSet f(
+      {"weights", "arch",    "device",       "input",  "size",  "layers",  "iters", "history",
+       "seed",    "octaves", "octave-scale", "init",   "tv",    "tv-beta", "alpha", "alpha-weight",
+       "jitter",  "out",     "save-every",   "resume", "quiet", "json"},
+      std::move(own));
+  if (!r.layers.empty()) f.set_default("layers", layers_text(r.layers));
+  if (!r.size.empty()) f.set_default("size", r.size);
+  f.set_default("iters", std::to_string(r.iterations));
+  f.set_default("history", std::to_string(r.history));
+  f.set_default("seed", std::to_string(r.seed));
+  f.set_default("octaves", std::to_string(r.octaves));
+  f.set_default("octave-scale", number_text(r.octave_scale));
+  f.set_default("init", r.init);
+  f.set_default("tv", number_text(r.tv));
+  f.set_default("tv-beta", number_text(r.tv_beta));
+  f.set_default("alpha", number_text(r.alpha));
+  f.set_default("alpha-weight", number_text(r.alpha_weight));
+  f.set_default("jitter", std::to_string(r.jitter));
+  f.add({"json", "", "print the result (the sidecar) as JSON on stdout", "off"});
+  return f;
+}
+
+// --representation hog|dsift and its parameters (invert, descriptor).
+std::vector<Flag> descriptor_flags(const std::string& representation_default) {
+  return {
+      {"representation", "vgg|hog|dsift", "what to invert or describe (hog/dsift: no network)",
+       representation_default},
+      {"hog-variant", "dalal|uoctti", "HOG variant (Dalal-Triggs or UoCTTI)", "dalal"},
+      {"cell", "PX", "HOG/DSIFT cell size in pixels", "8 (dsift: 4)"},
+      {"bins", "B", "orientation bins", "9 (uoctti: 18, dsift: 8)"},
+      {"block", "CELLS", "HOG block side in cells (Dalal-Triggs)", "2"},
+      {"step", "CELLS", "descriptor stride in cells", "1"},
+      {"binning", "soft|hard", "orientation votes", "soft"},
+      {"pooling", "bilinear|box", "spatial votes", "bilinear"},
   };
+}
+
+}  // namespace
+
+std::string number_text(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", v);
+  return b;
+}
+
+std::string command_help(const Command& c) {
+  return flags_help(c.name + " [options]", c.summary, c.flags);
+}
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> list = [] {
+    std::vector<Command> l;
+    l.push_back(
+        {"texture", "synthesize a texture from --input (Gatys: --stats gram; Lin & Maji: bcnn)",
+         recipe_flags(TextureOptions{}, {{"input", "IMAGE", "the source texture", "required"},
+                                         {"stats", "gram|bcnn", "texture statistics", "gram"}}),
+         run_texture});
+    std::vector<Flag> inv = descriptor_flags("vgg");
+    inv.push_back({"input", "IMAGE", "the image to reconstruct", "required"});
+    l.push_back({"invert",
+                 "reconstruct --input from its representation at --layers (Mahendran & Vedaldi), "
+                 "or from its HOG / dense-SIFT descriptor (docs/descriptors.md)",
+                 recipe_flags(InvertOptions{}, inv), run_invert});
+    std::vector<Flag> desc = descriptor_flags("hog");
+    desc.push_back({"representation", "hog|dsift", "which descriptor", "hog"});
+    desc.push_back({"input", "IMAGE", "the image to describe", "required"});
+    desc.push_back(
+        {"dump", "FILE", "text output: a line \"N C H W\", then one value a line", "required"});
+    desc.push_back({"size", "N|WxH", "resize --input first", "its size"});
+    desc.push_back({"json", "", "print a JSON summary on stdout", "off"});
+    l.push_back({"descriptor", "write the HOG / dense-SIFT descriptor of --input as text",
+                 FlagSet({"device", "quiet"}, desc), run_descriptor});
+    StyleOptions so;
+    l.push_back(
+        {"style",
+         "content --input + style --style A[,B...] (Gatys; neural-style's flags), "
+         "--original-colors",
+         recipe_flags(
+             so, {{"input", "IMAGE", "the content image", "required"},
+                  {"style", "IMAGE[,IMAGE...]", "style image(s)", "required"},
+                  {"style-blend-weights", "W,...", "one weight per --style image (normalized)",
+                   "equal"},
+                  {"style-scale", "F", "style images' long side = F x the output's long side",
+                   number_text(so.style_scale)},
+                  {"content-layers", "L[:W],...", "content taps", layers_text(so.content_layers)},
+                  {"content-weight", "W", "content loss weight", number_text(so.content_weight)},
+                  {"style-weight", "W", "style loss weight", number_text(so.style_weight)},
+                  {"original-colors", "", "keep the content's colours (luminance transfer)", "off"},
+                  {"save-every", "K",
+                   "save the image, a numbered FILE_<iteration>.png and a checkpoint every K "
+                   "iterations",
+                   "0 (off)"}}),
+         run_style});
+    VisualizeOptions vo;
+    l.push_back(
+        {"visualize", "activation maximization of --channel/--neuron/--class at --layers",
+         recipe_flags(
+             vo, {{"layers", "L", "the one layer to visualize", "fc8 with --class, else required"},
+                  {"input", "IMAGE", "the initial image with --init input", "none"},
+                  {"channel", "C", "channel of --layers to maximize (spatial mean)", "none"},
+                  {"neuron", "Y,X", "one position of --channel instead of its mean", "none"},
+                  {"class", "K", "class score to maximize (--layers fc8)", "none"},
+                  {"l2-decay", "F", "decay towards mid-grey per step", number_text(vo.l2_decay)},
+                  {"blur-every", "N", "Gaussian blur every N steps (0: never)",
+                   std::to_string(vo.blur_every)},
+                  {"blur-sigma", "S", "blur sigma in pixels", number_text(vo.blur_sigma)},
+                  {"clip-small", "F", "zero pixels under F x the largest norm",
+                   number_text(vo.clip_small)},
+                  {"step", "F", "ascent step /255 per mean |gradient|", number_text(vo.step)}}),
+         run_visualize});
+    DreamOptions dro;
+    l.push_back({"dream", "DeepDream on --input with octaves and jitter",
+                 recipe_flags(dro, {{"input", "IMAGE", "the image to dream on", "required"},
+                                    {"step", "F", "ascent step /255 per mean |gradient|",
+                                     number_text(dro.step)}}),
+                 run_dream});
+    l.push_back({"caricature", "exaggerate what --layers sees in --input (Mahendran & Vedaldi)",
+                 recipe_flags(CaricatureOptions{},
+                              {{"input", "IMAGE", "the image to caricature", "required"}}),
+                 run_caricature});
+    return l;
+  }();
   return list;
 }
 

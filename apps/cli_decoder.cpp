@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "cli_options.h"
+#include "cli_progress.h"
 #include "json.h"
 #include "preimage/analysis.h"
 #include "preimage/decoder.h"
@@ -44,46 +45,54 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-struct Args {
-  std::map<std::string, std::string> flags;
-  std::vector<std::string> positional;
-  bool has(const std::string& k) const { return flags.count(k) > 0; }
-  std::string get(const std::string& k, const std::string& def = "") const {
-    auto it = flags.find(k);
-    return it == flags.end() ? def : it->second;
-  }
-  long get_int(const std::string& k, long def, long lo, long hi) const {
-    if (!has(k)) return def;
-    const std::string v = get(k);
-    char* end = nullptr;
-    const long x = std::strtol(v.c_str(), &end, 10);
-    require(!v.empty() && end && *end == 0 && x >= lo && x <= hi,
-            "--" + k + ": expected an integer in [" + std::to_string(lo) + ", " +
-                std::to_string(hi) + "], got '" + v + "'");
-    return x;
-  }
-  double get_double(const std::string& k, double def, double lo, double hi) const {
-    if (!has(k)) return def;
-    const std::string v = get(k);
-    char* end = nullptr;
-    const double x = std::strtod(v.c_str(), &end);
-    require(!v.empty() && end && *end == 0 && std::isfinite(x) && x >= lo && x <= hi,
-            "--" + k + ": expected a number in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                "], got '" + v + "'");
-    return x;
-  }
-  std::string required(const std::string& what, const std::string& k) const {
-    require(has(k) && !get(k).empty(), what + ": --" + k + " is required");
-    return get(k);
-  }
-};
+using Args = FlagArgs;
 
-Args parse(const std::string& what, int argc, char** argv, const std::set<std::string>& allowed,
-           const std::set<std::string>& boolean) {
-  FlagArgs fa = parse_flags(what, argc, argv, 3, allowed, boolean);
-  require(fa.positional.empty(),
-          what + ": unexpected argument '" + (fa.positional.empty() ? "" : fa.positional[0]) + "'");
-  return {std::move(fa.flags), std::move(fa.positional)};
+const FlagSet& decoder_flags(const std::string& command) {
+  static const std::map<std::string, FlagSet> sets = {
+      {"decoder train",
+       FlagSet(
+           {"weights", "arch", "device", "quiet", "batch", "resume"},
+           {{"layer", "L", "the VGG layer to invert (--representation vgg)", "required"},
+            {"representation", "vgg|hog|hog-uoctti|dsift", "what the decoder inverts", "vgg"},
+            {"cell", "PX", "HOG/DSIFT cell size", "the descriptor's"},
+            {"data", "DIR", "training images", "required"},
+            {"out", "FILE.h5", "the decoder (FILE.h5.ckpt: its training checkpoint)", "required"},
+            {"size", "N", "images are resized to N x N", "64"},
+            {"width", "C", "channels of the decoder's first up-convolution", "64"},
+            {"lr", "R", "Adam learning rate", "0.001"},
+            {"steps", "N", "training steps", "2000"},
+            {"max-seconds", "S", "stop after S seconds (0: no limit)", "0"},
+            {"holdout", "K", "held-out images", "a tenth of --data"},
+            {"seed", "S", "initialization and batch order seed", "0"},
+            {"feature-loss", "W", "weight of the feature-space loss (VGG)", "0"},
+            {"checkpoint-every", "N", "checkpoint every N steps (for --resume)", "200"},
+            {"resume", "", "continue from FILE.h5.ckpt", "off"}})},
+      {"decoder invert",
+       FlagSet({"device", "quiet"},
+               {{"decoder", "FILE.h5", "a trained decoder", "required"},
+                {"input", "IMAGE", "the image to reconstruct", "required"},
+                {"out", "FILE.png", "the reconstruction", "required"},
+                {"weights", "FILE|random:SEED", "the network's weights", "the decoder's"},
+                {"layer", "L", "the layer", "the decoder's"}})},
+      {"decoder eval",
+       FlagSet(
+           {"device", "quiet"},
+           {{"decoder", "FILE.h5", "a trained decoder", "required"},
+            {"data", "DIR", "evaluation images", "required"},
+            {"holdout", "K", "evaluate the last K images (0: all)", "the decoder's held-out count"},
+            {"lbfgs-images", "N", "images also inverted by L-BFGS for comparison", "2"},
+            {"lbfgs-iters", "N", "L-BFGS iterations per image", "200"},
+            {"weights", "FILE|random:SEED", "the network's weights", "the decoder's"},
+            {"layer", "L", "the layer", "the decoder's"},
+            {"json", "", "print the evaluation as JSON on stdout", "off"}})},
+  };
+  return sets.at(command);
+}
+
+Args parse(const std::string& what, int argc, char** argv) {
+  Args a = parse_flags(what, argc, argv, 3, decoder_flags(what));
+  a.no_more_positional(0);
+  return a;
 }
 
 // An output path: the extension, an existing directory, not a directory itself.
@@ -211,97 +220,45 @@ double psnr(double mse) {
   return mse > 0 ? 10.0 * std::log10(1.0 / mse) : INFINITY;
 }
 
-std::string fmt_time(double s) {
-  char buf[32];
-  if (!std::isfinite(s)) return "?";
-  std::snprintf(buf, sizeof buf, "%d:%02d", int(s) / 60, int(s) % 60);
-  return buf;
-}
-
-// Progress bar on a terminal, a line every few seconds otherwise, nothing with --quiet.
-class Progress {
- public:
-  Progress(bool quiet, long long total, long long first)
-      : quiet_(quiet), tty_(isatty(STDERR_FILENO)), total_(total), first_(first) {}
-  void update(long long step, double loss, int batch) {
-    if (quiet_) return;
-    const auto now = Clock::now();
-    const double el = std::chrono::duration<double>(now - start_).count();
-    const double rate = step > first_ ? double(step - first_) / std::max(el, 1e-9) : 0;
-    const double eta = rate > 0 ? double(total_ - step) / rate : NAN;
-    if (tty_) {
-      const int width = 24;
-      const int fill = total_ > 0 ? int(std::clamp<long long>(width * step / total_, 0, width)) : 0;
-      std::fprintf(stderr, "\rdecoder [%s%s] step %lld/%lld loss %.4e %.1f img/s ETA %s   ",
-                   std::string(fill, '#').c_str(), std::string(width - fill, '-').c_str(), step,
-                   total_, loss, rate * batch, fmt_time(eta).c_str());
-      std::fflush(stderr);
-      drawn_ = true;
-    } else if (step == total_ || step == first_ + 1 ||
-               std::chrono::duration<double>(now - last_).count() >= 5.0) {
-      std::fprintf(stderr, "decoder step %lld/%lld loss %.6e (%.1f img/s, ETA %s)\n", step, total_,
-                   loss, rate * batch, fmt_time(eta).c_str());
-      last_ = now;
-    }
-  }
-  void done() {
-    if (!quiet_ && tty_ && drawn_) std::fprintf(stderr, "\n");
-    drawn_ = false;
-  }
-
- private:
-  bool quiet_, tty_, drawn_ = false;
-  long long total_, first_;
-  Clock::time_point start_ = Clock::now(), last_ = Clock::now();
-};
-
 // ---- train ---------------------------------------------------------------------------------
 
 int cmd_train(int argc, char** argv) {
-  const Args a =
-      parse("decoder train", argc, argv, {"layer",          "data",         "out",
-                                          "weights",        "arch",         "size",
-                                          "width",          "batch",        "lr",
-                                          "steps",          "max-seconds",  "holdout",
-                                          "seed",           "feature-loss", "checkpoint-every",
-                                          "resume",         "device",       "quiet",
-                                          "representation", "cell"},
-            {"resume", "quiet"});
-  const std::string rep = a.get("representation", "vgg");
+  const Args a = parse("decoder train", argc, argv);
+  const std::string rep = a.text("representation");
   const bool vgg = rep == "vgg";
   if (!vgg)
     for (const char* f : {"layer", "weights", "arch", "feature-loss"})
-      require(!a.has(f), std::string("--") + f + " applies to --representation vgg only (" + rep +
-                             " uses no network)");
-  require(!vgg || !a.has("cell"), "--cell applies to --representation hog|hog-uoctti|dsift");
-  const std::string layer = vgg ? a.required("decoder train", "layer") : rep;
-  const std::string data = a.required("decoder train", "data");
-  const std::string out = a.required("decoder train", "out");
+      require(!a.given(f), std::string("--") + f + " applies to --representation vgg only (" + rep +
+                               " uses no network)");
+  require(!vgg || !a.given("cell"), "--cell applies to --representation hog|hog-uoctti|dsift");
+  const std::string layer = vgg ? a.required("layer") : rep;
+  const std::string data = a.required("data");
+  const std::string out = a.required("out");
   check_output(out, ".h5", "out");
   const std::string ckpt = out + ".ckpt";
-  const int size = int(a.get_int("size", 64, 8, 4096));
-  const int width = int(a.get_int("width", 64, 4, 1024));
-  const int batch = int(a.get_int("batch", 8, 1, 4096));
-  const double lr = a.get_double("lr", 1e-3, 1e-8, 1.0);
-  const long long steps = a.get_int("steps", 2000, 1, 100000000);
-  const double max_seconds = a.get_double("max-seconds", 0, 0, 1e9);
-  const uint64_t seed = uint64_t(a.get_int("seed", 0, 0, 1L << 62));
-  const double feature_loss = a.get_double("feature-loss", 0, 0, 1e6);
-  const long long every = a.get_int("checkpoint-every", 200, 1, 100000000);
-  const bool resume = a.get("resume", "0") == "1";
-  const bool quiet = a.get("quiet", "0") == "1";
-  const Device dev = resolve_device(a.get("device", "auto"));
+  const int size = int(a.integer("size", 8, 4096));
+  const int width = int(a.integer("width", 4, 1024));
+  const int batch = int(a.integer("batch", 1, 4096));
+  const double lr = a.number("lr", 1e-8, 1.0);
+  const long long steps = a.integer("steps", 1, 100000000);
+  const double max_seconds = a.number("max-seconds", 0, 1e9);
+  const uint64_t seed = uint64_t(a.integer("seed", 0, 1L << 62));
+  const double feature_loss = a.number("feature-loss", 0, 1e6);
+  const long long every = a.integer("checkpoint-every", 1, 100000000);
+  const bool resume = a.on("resume");
+  const bool quiet = a.on("quiet");
+  const Device dev = resolve_device(a.text("device"));
   Source src;
   if (vgg) {
-    src.spec = a.get("weights", "random:0");
-    Weights w = load_weights(src.spec, parse_arch(a.get("arch", "vgg19")));
+    src.spec = a.text("weights");
+    Weights w = load_weights(src.spec, parse_arch(a.text("arch")));
     src.net = std::make_unique<Network>(std::move(w), dev);
     src.net->check_taps({layer});
     src.layer = layer;
     src.identity = src.net->weights().identity;
     src.hash = features_hash(src.net->weights(), layer);
   } else {
-    src = descriptor_source(rep, int(a.get_int("cell", 0, 1, 256)), dev);
+    src = descriptor_source(rep, a.given("cell") ? int(a.integer("cell", 1, 256)) : 0, dev);
   }
   Network& net = *src.net;
   const Shape ts = src.shape(size);
@@ -309,8 +266,9 @@ int cmd_train(int argc, char** argv) {
   auto files = list_images(data);
   require(files.size() >= 2,
           "--data '" + data + "': needs at least 2 images (training + held out)");
-  const int holdout = int(a.get_int("holdout", std::max<long>(1, long(files.size()) / 10), 1,
-                                    std::max<long>(1, long(files.size()) - 1)));
+  const int holdout = a.given("holdout")
+                          ? int(a.integer("holdout", 1, std::max<long>(1, long(files.size()) - 1)))
+                          : int(std::max<long>(1, long(files.size()) / 10));
   const int ntrain = int(files.size()) - holdout;
 
   DecoderConfig cfg;
@@ -429,7 +387,8 @@ int cmd_train(int argc, char** argv) {
     }
     return perm[pos % ntrain];
   };
-  Progress progress(quiet, steps, dec->meta().step);
+  ProgressPrinter progress(quiet, "decoder", "step", "img", batch);
+  progress.restart("decoder", dec->meta().step);
   const double prior_seconds = dec->meta().train_seconds;
   const auto train_start = Clock::now();
   bool time_up = false;
@@ -448,14 +407,16 @@ int cmd_train(int argc, char** argv) {
     dec->meta().loss_history.push_back(loss);
     const double el = std::chrono::duration<double>(Clock::now() - train_start).count();
     dec->meta().train_seconds = prior_seconds + el;
-    progress.update(dec->meta().step, loss, batch);
+    char detail[48];
+    std::snprintf(detail, sizeof detail, "loss %.6e", loss);
+    progress.update(dec->meta().step, steps, detail);
     if (dec->meta().step % every == 0 && dec->meta().step < steps) dec->save(ckpt, true);
     if (max_seconds > 0 && el >= max_seconds) {
       time_up = dec->meta().step < steps;
       break;
     }
   }
-  progress.done();
+  progress.finish();
 
   const Tensor rec = decode_all(*dec, hold_feats, 16);
   const double dmse = mse(rec.view(), hold_imgs.view());
@@ -482,12 +443,12 @@ struct Loaded {
 };
 
 Loaded open_decoder(const Args& a, Device dev) {
-  const std::string path = a.required("decoder", "decoder");
+  const std::string path = a.required("decoder");
   const std::string what = "decoder '" + path + "'";
   Loaded l;
   l.dec = std::make_unique<Decoder>(Decoder::load(path, dev));
   const DecoderMeta& m = l.dec->meta();
-  if (m.arch == "descriptor" && !a.has("layer") && !a.has("weights")) {
+  if (m.arch == "descriptor" && !a.given("layer") && !a.given("weights")) {
     const std::string& spec = m.weights_spec;
     const size_t colon = spec.find(":cell=");
     if (colon == std::string::npos)
@@ -496,8 +457,10 @@ Loaded open_decoder(const Args& a, Device dev) {
     l.dec->check_compatible_descriptor(l.src.layer, l.src.hash, l.src.identity, what);
     return l;
   }
-  l.src.layer = a.get("layer", m.layer);
-  const std::string spec = a.get("weights", m.arch == "descriptor" ? "random:0" : m.weights_spec);
+  l.src.layer = a.given("layer") ? a.text("layer") : m.layer;
+  const std::string spec = a.given("weights")       ? a.text("weights")
+                           : m.arch == "descriptor" ? "random:0"
+                                                    : m.weights_spec;
   Weights w = load_weights(spec, m.arch == "descriptor" ? Arch::VGG19 : parse_arch(m.arch));
   l.src.net = std::make_unique<Network>(std::move(w), dev);
   l.dec->check_compatible(l.src.layer, l.src.net->weights(), what);
@@ -507,13 +470,11 @@ Loaded open_decoder(const Args& a, Device dev) {
 }
 
 int cmd_invert(int argc, char** argv) {
-  const Args a =
-      parse("decoder invert", argc, argv,
-            {"decoder", "input", "out", "weights", "layer", "device", "quiet"}, {"quiet"});
-  const std::string input = a.required("decoder invert", "input");
-  const std::string out = a.required("decoder invert", "out");
+  const Args a = parse("decoder invert", argc, argv);
+  const std::string input = a.required("input");
+  const std::string out = a.required("out");
   check_output(out, ".png", "out");
-  const Device dev = resolve_device(a.get("device", "auto"));
+  const Device dev = resolve_device(a.text("device"));
   Loaded l = open_decoder(a, dev);
   const DecoderConfig& c = l.dec->config();
   Tensor img = load_image(input);
@@ -535,24 +496,22 @@ int cmd_invert(int argc, char** argv) {
 }
 
 int cmd_eval(int argc, char** argv) {
-  const Args a = parse("decoder eval", argc, argv,
-                       {"decoder", "data", "holdout", "lbfgs-images", "lbfgs-iters", "weights",
-                        "layer", "device", "json", "quiet"},
-                       {"json", "quiet"});
-  const std::string data = a.required("decoder eval", "data");
-  const Device dev = resolve_device(a.get("device", "auto"));
+  const Args a = parse("decoder eval", argc, argv);
+  const std::string data = a.required("data");
+  const Device dev = resolve_device(a.text("device"));
   Loaded l = open_decoder(a, dev);
   const DecoderConfig& c = l.dec->config();
   const DecoderMeta& m = l.dec->meta();
   require(!l.dec->mean_image().empty(),
-          "decoder '" + a.get("decoder") + "': dataset '/mean_image' missing");
+          "decoder '" + a.text("decoder") + "': dataset '/mean_image' missing");
   auto files = list_images(data);
-  const long hold =
-      a.get_int("holdout", m.holdout > 0 ? m.holdout : long(files.size()), 0, long(files.size()));
+  const long hold = a.given("holdout") ? a.integer("holdout", 0, long(files.size()))
+                    : m.holdout > 0    ? m.holdout
+                                       : long(files.size());
   if (hold > 0) files.erase(files.begin(), files.end() - hold);
-  const int lb_images = int(a.get_int("lbfgs-images", 2, 0, long(files.size())));
-  const int lb_iters = int(a.get_int("lbfgs-iters", 200, 1, 100000));
-  const bool json = a.get("json", "0") == "1";
+  const int lb_images = int(a.integer("lbfgs-images", 0, long(files.size())));
+  const int lb_iters = int(a.integer("lbfgs-iters", 1, 100000));
+  const bool json = a.on("json");
 
   const Tensor imgs = load_set(files, c.out_h, c.out_w);
   const auto t0 = Clock::now();
@@ -601,7 +560,7 @@ int cmd_eval(int argc, char** argv) {
   if (json) {
     Json j;
     j.begin_object();
-    j.value("decoder", a.get("decoder"));
+    j.value("decoder", a.text("decoder"));
     j.value("layer", l.src.layer);
     j.value("weights", l.src.identity);
     j.value("images", int(files.size()));
@@ -646,6 +605,20 @@ const char* decoder_usage() {
          "[--max-seconds S] [--resume] ...\n"
          "              decoder invert --decoder dec.h5 --input IMG --out rec.png\n"
          "              decoder eval --decoder dec.h5 --data DIR [--lbfgs-images N] [--json]\n";
+}
+
+std::string decoder_help(const std::string& command) {
+  static const std::map<std::string, std::string> usage = {
+      {"decoder train", "decoder train --data DIR --out dec.h5 [options]"},
+      {"decoder invert", "decoder invert --decoder dec.h5 --input IMG --out rec.png [options]"},
+      {"decoder eval", "decoder eval --decoder dec.h5 --data DIR [options]"},
+  };
+  static const std::map<std::string, std::string> summary = {
+      {"decoder train", "train an up-convolutional decoder (Dosovitskiy & Brox) for a layer"},
+      {"decoder invert", "reconstruct an image from its features in one decoder pass"},
+      {"decoder eval", "held-out reconstruction error of a decoder, against L-BFGS inversion"},
+  };
+  return flags_help(usage.at(command), summary.at(command), decoder_flags(command));
 }
 
 int run_decoder_command(int argc, char** argv) {

@@ -2,6 +2,7 @@
 // docs/decoders.md):
 //   preimage decoder train|invert|eval …
 #pragma once
+#include <string>
 
 namespace preimage::cli {
 
@@ -10,5 +11,7 @@ namespace preimage::cli {
 int run_decoder_command(int argc, char** argv);
 // Usage lines for `preimage --help`.
 const char* decoder_usage();
+// --help of "decoder train|invert|eval": every flag with its help and default.
+std::string decoder_help(const std::string& command);
 
 }  // namespace preimage::cli

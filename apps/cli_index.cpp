@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cli_options.h"
+#include "cli_progress.h"
 #include "engine/core/strings.h"
 #include "json.h"
 #include "preimage/approx_index.h"
@@ -36,39 +37,37 @@
 namespace preimage::cli {
 namespace {
 
-struct IndexArgs {
-  std::map<std::string, std::string> opts;
-  std::vector<std::string> positional;
-  bool has(const std::string& k) const { return opts.count(k) > 0; }
-  std::string get(const std::string& k, const std::string& def) const {
-    auto it = opts.find(k);
-    return it == opts.end() ? def : it->second;
-  }
-};
+using IndexArgs = FlagArgs;
 
-const std::set<std::string> kBoolFlags = {"half", "json", "quiet"};
-
-IndexArgs parse_args(const std::string& what, int argc, char** argv, int first,
-                     const std::set<std::string>& allowed) {
-  FlagArgs fa = parse_flags(what, argc, argv, first, allowed, kBoolFlags);
-  return {std::move(fa.flags), std::move(fa.positional)};
-}
-
-long parse_int(const std::string& flag, const std::string& v, long lo, long hi) {
-  char* end = nullptr;
-  const long x = std::strtol(v.c_str(), &end, 10);
-  require(!v.empty() && end && *end == 0 && x >= lo && x <= hi,
-          "--" + flag + ": expected an integer in [" + std::to_string(lo) + ", " +
-              std::to_string(hi) + "], got '" + v + "'");
-  return x;
-}
-
-float parse_fraction(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  const double x = std::strtod(v.c_str(), &end);
-  require(!v.empty() && end && *end == 0 && x > 0 && x <= 1,
-          "--" + flag + ": expected a fraction in (0, 1], got '" + v + "'");
-  return float(x);
+// The flags of index build|add|info|verify and search (their --help).
+const FlagSet& index_flags(const std::string& command) {
+  static const std::vector<Flag> kBuild = {
+      {"out", "FILE.h5", "the index (approximate types: also a directory FILE.h5.d)", "required"},
+      {"layers", "L,...", "layers whose Gram matrices describe a texture", "pool1,pool2"},
+      {"size", "N", "images are resized so that the long side is N", "256"},
+      {"crop", "F", "centre crop of each image, a fraction in (0, 1]", "1"},
+      {"half", "", "store the Gram vectors as float16 (exact index)", "off"},
+      {"index-type", "exact|ivfpq|hnsw",
+       "exact scan, or FAISS over compact descriptors (docs/scaling.md)", "exact"},
+      {"dim", "D", "compact descriptor size (ivfpq, hnsw)", "128"},
+  };
+  static const std::map<std::string, FlagSet> sets = {
+      {"index build", FlagSet({"weights", "arch", "device", "quiet", "batch"}, kBuild)},
+      {"index add", FlagSet({"device", "quiet", "batch"},
+                            {{"layers", "L,...", "must match the index's layers", "the index's"}})},
+      {"index info", FlagSet({}, {{"json", "", "print the summary as JSON on stdout", "off"}})},
+      {"index verify",
+       FlagSet({}, {{"json", "", "print the verification as JSON on stdout", "off"}})},
+      {"search",
+       FlagSet({"device", "quiet"},
+               {{"k", "K", "results per query", "10"},
+                {"json", "", "print the results as JSON on stdout", "off"},
+                {"sheet", "FILE.png", "a contact sheet of the results", "none"},
+                {"crop", "F", "centre crop of each query, a fraction in (0, 1]", "the index's"},
+                {"layers", "L,...", "must match the index's layers", "the index's"},
+                {"weights", "FILE|random:SEED", "must match the index's weights", "the index's"}})},
+  };
+  return sets.at(command);
 }
 
 std::vector<std::string> split_list(const std::string& s, const std::string& flag) {
@@ -136,48 +135,10 @@ IndexView view_of(const ApproxTextureIndex& i) {
   return v;
 }
 
-class Bar {
- public:
-  Bar(bool quiet, std::string label)
-      : quiet_(quiet),
-        tty_(isatty(STDERR_FILENO)),
-        label_(std::move(label)),
-        start_(std::chrono::steady_clock::now()),
-        last_(start_) {}
-  void update(size_t done, size_t total, const std::string& path) {
-    if (quiet_) return;
-    const auto now = std::chrono::steady_clock::now();
-    const double el = std::chrono::duration<double>(now - start_).count();
-    const double rate = done / std::max(el, 1e-9);
-    if (tty_) {
-      const int width = 24;
-      const int fill = total ? int(width * done / total) : width;
-      std::string name = path.size() > 40 ? "…" + path.substr(path.size() - 39) : path;
-      std::fprintf(stderr, "\r%s [%s%s] %zu/%zu %.1f img/s %s   ", label_.c_str(),
-                   std::string(fill, '#').c_str(), std::string(width - fill, '-').c_str(), done,
-                   total, rate, name.c_str());
-      std::fflush(stderr);
-      drawn_ = true;
-    } else if (done == total || std::chrono::duration<double>(now - last_).count() >= 5.0) {
-      std::fprintf(stderr, "%s %zu/%zu images (%.1f img/s)\n", label_.c_str(), done, total, rate);
-      last_ = now;
-    }
-  }
-  void done() {
-    if (drawn_) std::fprintf(stderr, "\n");
-    drawn_ = false;
-  }
-
- private:
-  bool quiet_, tty_, drawn_ = false;
-  std::string label_;
-  std::chrono::steady_clock::time_point start_, last_;
-};
-
-IndexUpdateOptions update_options(const IndexArgs& a, Bar& bar) {
+IndexUpdateOptions update_options(const IndexArgs& a, ProgressPrinter& bar) {
   IndexUpdateOptions o;
-  o.batch = int(parse_int("batch", a.get("batch", "8"), 1, 4096));
-  o.progress = [&bar](size_t d, size_t t, const std::string& p) { bar.update(d, t, p); };
+  o.batch = int(a.integer("batch", 1, 4096));
+  o.progress = [&bar](size_t d, size_t t, const std::string&) { bar.update(d, t); };
   if (const char* d = std::getenv("PREIMAGE_TEST_INDEX_WRITE_DELAY_MS"))
     o.write_delay_ms = std::atoi(d);
   return o;
@@ -212,37 +173,37 @@ int cmd_build(const IndexArgs& a) {
   require(!a.positional.empty(),
           "index build: expected DIR or images (usage: preimage index build "
           "DIR --out idx.h5)");
-  require(a.has("out"), "index build: --out idx.h5 is required");
+  a.required("out");
   TextureIndexSettings s;
-  if (a.has("layers")) s.layers = split_list(a.get("layers", ""), "layers");
-  s.weights = a.get("weights", "random:0");
-  s.arch = a.get("arch", "vgg19");
-  s.size = int(parse_int("size", a.get("size", "256"), 16, 16384));
-  s.crop = parse_fraction("crop", a.get("crop", "1"));
-  s.half = a.has("half");
-  const Device dev = resolve_device(a.get("device", "auto"));
+  if (a.given("layers")) s.layers = split_list(a.text("layers"), "layers");
+  s.weights = a.text("weights");
+  s.arch = a.text("arch");
+  s.size = int(a.integer("size", 16, 16384));
+  s.crop = float(a.number("crop", 1e-6, 1));
+  s.half = a.on("half");
+  const Device dev = resolve_device(a.text("device"));
   const auto images = expand(a.positional, 0);
   require(!images.empty(), "index build: no images (png, jpg, jpeg, bmp, tga, gif, ppm, pgm) in " +
                                join(a.positional));
-  const bool quiet = a.has("quiet");
-  Bar bar(quiet, "indexing");
+  const bool quiet = a.on("quiet");
+  ProgressPrinter bar(quiet, "indexing", "images", "img");
   const auto t0 = std::chrono::steady_clock::now();
   IndexUpdateOptions o = update_options(a, bar);
-  const std::string out = a.get("out", "");
-  const IndexType type = parse_index_type(a.get("index-type", "exact"));
+  const std::string out = a.text("out");
+  const IndexType type = parse_index_type(a.text("index-type"));
   IndexUpdateReport r;
   if (type == IndexType::Exact) {
-    require(!a.has("dim"), "--dim: applies to --index-type ivfpq or hnsw only");
+    require(!a.given("dim"), "--dim: applies to --index-type ivfpq or hnsw only");
     r = build_texture_index(images, s, out, dev, o);
   } else {
     require(!s.half,
             "--half: applies to --index-type exact only (approximate indexes store "
             "compact descriptors instead)");
     ApproxIndexParams p;
-    p.dim = int(parse_int("dim", a.get("dim", "128"), 2, 4096));
+    p.dim = int(a.integer("dim", 2, 4096));
     r = build_approx_texture_index(images, s, type, p, out, dev, o);
   }
-  bar.done();
+  bar.finish();
   return report_update(
       r, out, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), quiet);
 }
@@ -251,23 +212,23 @@ int cmd_add(const IndexArgs& a) {
   require(a.positional.size() >= 2, "index add: expected INDEX and DIR or images");
   const std::string index = a.positional[0];
   const IndexType type = texture_index_type(index);
-  if (a.has("layers")) {
-    const auto want = split_list(a.get("layers", ""), "layers");
+  if (a.given("layers")) {
+    const auto want = split_list(a.text("layers"), "layers");
     if (type == IndexType::Exact)
       TextureIndex::open(index).check_layers(want);
     else
       check_layers(ApproxTextureIndex::open(index).settings(), index, want);
   }
-  const Device dev = resolve_device(a.get("device", "auto"));
+  const Device dev = resolve_device(a.text("device"));
   const auto images = expand(a.positional, 1);
-  const bool quiet = a.has("quiet");
-  Bar bar(quiet, "adding");
+  const bool quiet = a.on("quiet");
+  ProgressPrinter bar(quiet, "adding", "images", "img");
   const auto t0 = std::chrono::steady_clock::now();
   IndexUpdateOptions o = update_options(a, bar);
   IndexUpdateReport r = type == IndexType::Exact
                             ? add_to_texture_index(index, images, dev, o)
                             : add_to_approx_texture_index(index, images, dev, o);
-  bar.done();
+  bar.finish();
   return report_update(r, index,
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                        quiet);
@@ -310,7 +271,7 @@ int cmd_info(const IndexArgs& a) {
     approx = ApproxTextureIndex::open(path);
   const IndexView idx = type == IndexType::Exact ? view_of(exact) : view_of(approx);
   const auto& s = *idx.settings;
-  if (a.has("json")) {
+  if (a.on("json")) {
     Json j;
     j.begin_object();
     settings_json(j, idx);
@@ -353,7 +314,7 @@ int cmd_verify(const IndexArgs& a) {
     problems = approx.verify();
   }
   const IndexView idx = type == IndexType::Exact ? view_of(exact) : view_of(approx);
-  if (a.has("json")) {
+  if (a.on("json")) {
     Json j;
     j.begin_object();
     j.value("index", idx.path);
@@ -428,18 +389,18 @@ int cmd_search(const IndexArgs& a) {
   else
     approx = ApproxTextureIndex::open(path);
   const IndexView idx = type == IndexType::Exact ? view_of(exact) : view_of(approx);
-  if (a.has("layers")) check_layers(*idx.settings, path, split_list(a.get("layers", ""), "layers"));
-  const int k = int(parse_int("k", a.get("k", "10"), 1, 1 << 20));
-  const float crop = a.has("crop") ? parse_fraction("crop", a.get("crop", "")) : -1.f;
-  if (a.has("sheet")) {
-    const std::string sheet = a.get("sheet", "");
+  if (a.given("layers")) check_layers(*idx.settings, path, split_list(a.text("layers"), "layers"));
+  const int k = int(a.integer("k", 1, 1 << 20));
+  const float crop = a.given("crop") ? float(a.number("crop", 1e-6, 1)) : -1.f;
+  if (a.given("sheet")) {
+    const std::string sheet = a.text("sheet");
     require(sheet.size() > 4 && sheet.substr(sheet.size() - 4) == ".png",
             "--sheet: expected a .png file name, got '" + sheet + "'");
   }
   require(idx.size() > 0, "index '" + idx.path + "' holds no entries");
-  const Device dev = resolve_device(a.get("device", "auto"));
+  const Device dev = resolve_device(a.text("device"));
   TextureIndexSettings s = *idx.settings;
-  if (a.has("weights")) s.weights = a.get("weights", "");
+  if (a.given("weights")) s.weights = a.text("weights");
   const auto queries = expand(a.positional, 1);
   require(!queries.empty(),
           "search: no query images in " +
@@ -508,13 +469,12 @@ int cmd_search(const IndexArgs& a) {
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
-  if (a.has("json")) {
+  if (a.on("json")) {
     Json j;
     j.begin_object();
     settings_json(j, idx);
     j.value("k", k);
-    j.value("query_crop",
-            a.has("crop") ? std::strtod(a.get("crop", "").c_str(), nullptr) : double(s.crop));
+    j.value("query_crop", a.given("crop") ? a.number("crop", 1e-6, 1) : double(s.crop));
     j.value("device", device_name(dev));
     j.value("search_ms", ms);
     j.begin_array("queries");
@@ -551,13 +511,13 @@ int cmd_search(const IndexArgs& a) {
         std::printf("%5zu  %10.6f  %s\n", r + 1, double(hits[q][r].distance),
                     (*idx.entries)[hits[q][r].entry].path.c_str());
     }
-    if (!a.has("quiet"))
+    if (!a.on("quiet"))
       std::fprintf(stderr, "searched %zu entries for %zu queries on %s in %.2f ms\n", idx.size(),
                    ok.size(), device_name(dev), ms);
   }
-  if (a.has("sheet") && !ok.empty()) {
-    write_sheet(a.get("sheet", ""), ok, hits, idx, k);
-    if (!a.has("quiet")) std::fprintf(stderr, "contact sheet: %s\n", a.get("sheet", "").c_str());
+  if (a.given("sheet") && !ok.empty()) {
+    write_sheet(a.text("sheet"), ok, hits, idx, k);
+    if (!a.on("quiet")) std::fprintf(stderr, "contact sheet: %s\n", a.text("sheet").c_str());
   }
   if (!failed.empty()) {
     for (const auto& [p, why] : failed)
@@ -578,31 +538,36 @@ const char* index_usage() {
          "nearest textures\n";
 }
 
+std::string index_help(const std::string& command) {
+  static const std::map<std::string, std::pair<std::string, std::string>> usage = {
+      {"index build",
+       {"index build DIR|IMAGE... --out idx.h5 [options]",
+        "texture index of an image collection (Gram statistics)"}},
+      {"index add",
+       {"index add idx.h5 DIR|IMAGE... [options]",
+        "append images to an index (append-only for ivfpq/hnsw)"}},
+      {"index info", {"index info idx.h5 [options]", "type, settings, entries and size"}},
+      {"index verify", {"index verify idx.h5 [options]", "check every entry and checksum"}},
+      {"search", {"search idx.h5 QUERY|DIR... [options]", "nearest textures of each query"}},
+  };
+  const auto& [u, summary] = usage.at(command);
+  return flags_help(u, summary, index_flags(command));
+}
+
 int run_index_command(int argc, char** argv) {
   const std::string cmd = argv[1];
-  const std::set<std::string> common = {"device", "quiet"};
-  if (cmd == "search") {
-    std::set<std::string> allowed = {"k", "json", "sheet", "crop", "layers", "weights"};
-    allowed.insert(common.begin(), common.end());
-    return cmd_search(parse_args("search", argc, argv, 2, allowed));
-  }
+  if (cmd == "search")
+    return cmd_search(parse_flags("search", argc, argv, 2, index_flags("search")));
   require(argc >= 3, "index: expected a subcommand: build, add, info or verify");
   const std::string sub = argv[2];
   const std::string what = "index " + sub;
-  if (sub == "build") {
-    std::set<std::string> allowed = {"out",  "layers", "weights", "arch",       "size",
-                                     "crop", "half",   "batch",   "index-type", "dim"};
-    allowed.insert(common.begin(), common.end());
-    return cmd_build(parse_args(what, argc, argv, 3, allowed));
-  }
-  if (sub == "add") {
-    std::set<std::string> allowed = {"batch", "layers"};
-    allowed.insert(common.begin(), common.end());
-    return cmd_add(parse_args(what, argc, argv, 3, allowed));
-  }
-  if (sub == "info") return cmd_info(parse_args(what, argc, argv, 3, {"json"}));
-  if (sub == "verify") return cmd_verify(parse_args(what, argc, argv, 3, {"json"}));
-  throw Error("index: unknown subcommand '" + sub + "' (expected build, add, info or verify)");
+  if (sub != "build" && sub != "add" && sub != "info" && sub != "verify")
+    throw Error("index: unknown subcommand '" + sub + "' (expected build, add, info or verify)");
+  const FlagArgs a = parse_flags(what, argc, argv, 3, index_flags(what));
+  if (sub == "build") return cmd_build(a);
+  if (sub == "add") return cmd_add(a);
+  if (sub == "info") return cmd_info(a);
+  return cmd_verify(a);
 }
 
 }  // namespace preimage::cli

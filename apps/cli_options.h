@@ -1,8 +1,10 @@
-// The command line's one option vocabulary, shared by every subcommand. Parsing validates types
-// and ranges and names the flag at fault; each subcommand states which flags it accepts, so a
-// flag that means nothing to it is an error rather than silently ignored.
+// The command line's one flag vocabulary, grammar and typed accessor, shared by every
+// subcommand. Parsing validates types and ranges and names the flag at fault; each subcommand
+// states which flags it accepts (a FlagSet, which also writes its --help), so a flag that means
+// nothing to it is an error rather than silently ignored.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
@@ -15,11 +17,70 @@ namespace preimage::cli {
 
 using preimage::LayerWeight;
 
+// ---- flags: one vocabulary, one grammar, one typed accessor, one help format ------------------
+
+// A flag as --help shows it. `value` names its argument ("" for a switch, which takes none);
+// `def` is the default as shown ("" when there is none).
+struct Flag {
+  std::string name, value, help, def;
+};
+
+// The flags one subcommand accepts: names from the shared vocabulary (the same meaning in every
+// command, e.g. --weights), the command's own flags, and per-command defaults. It drives parsing
+// (unknown flags are errors, switches take no value), the typed accessors' defaults and --help,
+// so what --help says is what the command does.
+class FlagSet {
+ public:
+  FlagSet() = default;
+  // Throws std::logic_error for a shared name the vocabulary lacks (a programming error).
+  FlagSet(std::initializer_list<const char*> shared, std::vector<Flag> own = {});
+  FlagSet& add_shared(std::initializer_list<const char*> names);
+  FlagSet& add(Flag own);
+  // Sets the default shown and used for `name` (which must be in the set).
+  FlagSet& set_default(const std::string& name, std::string def);
+  const Flag* find(const std::string& name) const;
+  const std::vector<Flag>& flags() const { return flags_; }  // sorted by name
+  std::set<std::string> names() const;
+
+ private:
+  std::vector<Flag> flags_;
+};
+
+// The parsed flags of one command. The typed accessors return the given value or, when the flag
+// is absent, the FlagSet's default, and throw preimage::Error naming the flag for a malformed or
+// out-of-range value.
+struct FlagArgs {
+  std::string command;
+  std::map<std::string, std::string> flags;  // given flags, without "--"; switches "1" or "0"
+  std::vector<std::string> positional;
+  const FlagSet* set = nullptr;
+
+  bool given(const std::string& k) const { return flags.count(k) > 0; }
+  std::string text(const std::string& k) const;
+  bool on(const std::string& k) const;  // a switch
+  long integer(const std::string& k, long lo, long hi) const;
+  double number(const std::string& k, double lo, double hi) const;  // also "A/B", e.g. 8/255
+  // The value of a flag the command cannot run without ("" counts as missing).
+  std::string required(const std::string& k) const;
+  // Refuses positional arguments beyond `max` (naming the first extra one).
+  void no_more_positional(size_t max) const;
+};
+
+// The one flag grammar of every subcommand: --key VALUE, --key=VALUE, switches without a value
+// (or =1/true/0/false), "-k" for --k; anything else is positional. Throws preimage::Error naming
+// `command` and the flag for unknown, repeated or value-less flags. `set` must outlive the result.
+FlagArgs parse_flags(const std::string& command, int argc, char** argv, int first,
+                     const FlagSet& set);
+
+// The one number grammar: an integer, or a number (also "A/B"), in [lo, hi]; errors name --flag.
+long parse_integer(const std::string& value, const std::string& flag, long lo, long hi);
+double parse_number(const std::string& value, const std::string& flag, double lo, double hi);
+
+// The options of the recipe commands (texture, invert, style, ...; attributes show|apply).
 struct Options {
   std::string command;
   std::vector<std::string> positional;
-  std::map<std::string, std::string> raw;  // every flag given, for the sidecar
-  std::set<std::string> flags;             // the flags this subcommand accepts
+  FlagArgs args;  // the flags as given (the sidecar's settings) and the typed accessors
 
   std::string weights = "random:0";
   std::string arch = "vgg19";
@@ -59,24 +120,19 @@ struct Options {
   float step = 1.5f;
   float strength = 1.f;
 
-  bool given(const std::string& flag) const { return raw.count(flag) > 0; }
+  bool given(const std::string& flag) const { return args.given(flag); }
+  bool accepts(const std::string& flag) const { return args.set && args.set->find(flag); }
 };
 
-// The one flag grammar of every subcommand: --key VALUE, --key=VALUE, boolean flags without a
-// value (or =1/true/0/false), "-k" for --k; anything else is positional. Throws preimage::Error
-// naming `command` and the flag for unknown, repeated or value-less flags.
-struct FlagArgs {
-  std::map<std::string, std::string> flags;  // without "--"; booleans "1" or "0"
-  std::vector<std::string> positional;
-};
-FlagArgs parse_flags(const std::string& command, int argc, char** argv, int first,
-                     const std::set<std::string>& allowed, const std::set<std::string>& boolean);
+// --help of a command: "usage: preimage <usage>", the summary, then every flag with its value,
+// help text and default.
+std::string flags_help(const std::string& usage, const std::string& summary, const FlagSet& set);
 
-// Parses argv[first..]; `allowed` lists the flags (without "--") the subcommand accepts.
-// Throws preimage::Error naming the flag for unknown flags, missing values, bad numbers and
-// out-of-range values.
+// The recipe commands' Options from argv[first..] and the command's FlagSet. Throws
+// preimage::Error naming the flag for unknown flags, missing values, bad numbers and out-of-range
+// values.
 Options parse_options(const std::string& command, int argc, char** argv, int first,
-                      const std::set<std::string>& allowed);
+                      const FlagSet& set);
 
 // "relu1_1:0.5,relu2_1" → [{relu1_1, 0.5}, {relu2_1, 1}]
 std::vector<LayerWeight> parse_layers(const std::string& spec, const std::string& flag);

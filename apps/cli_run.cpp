@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <set>
 
+#include "cli_progress.h"
 #include "preimage/atomic_file.h"
 #include "preimage/error.h"
 #include "preimage/image.h"
@@ -41,65 +42,6 @@ void install_signal_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-std::string fmt_time(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "--:--";
-  const long s = long(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
-  return buf;
-}
-
-// The one progress printer: a bar on a terminal, plain periodic lines otherwise, nothing with
-// --quiet. One bar per stage; `first` is the iteration a resumed stage starts after (the rate
-// counts only this process's iterations).
-class Progress {
- public:
-  explicit Progress(bool quiet) : quiet_(quiet), tty_(isatty(STDERR_FILENO)) {}
-  void update(const ProgressInfo& p) {
-    if (quiet_) return;
-    if (p.stage != stage_) {
-      done();
-      stage_ = p.stage;
-      first_ = p.iteration - 1;
-      start_ = last_ = std::chrono::steady_clock::now();
-      label_ = p.stages > 1
-                   ? "octave " + std::to_string(p.stage + 1) + "/" + std::to_string(p.stages)
-                   : std::string("optimizing");
-    }
-    const int it = p.iteration, total = p.iterations;
-    const auto now = std::chrono::steady_clock::now();
-    const double el = std::chrono::duration<double>(now - start_).count();
-    const double rate = it > first_ ? (it - first_) / std::max(el, 1e-9) : 0;
-    const double eta = rate > 0 ? (total - it) / rate : NAN;
-    if (tty_) {
-      const int width = 24, fill = total > 0 ? std::clamp(width * it / total, 0, width) : 0;
-      std::fprintf(stderr, "\r%s [%s%s] %d/%d loss %.4e %.2f it/s ETA %s   ", label_.c_str(),
-                   std::string(fill, '#').c_str(), std::string(width - fill, '-').c_str(), it,
-                   total, p.loss, rate, fmt_time(eta).c_str());
-      std::fflush(stderr);
-      drawn_ = true;
-    } else if (it == total || it == first_ + 1 ||
-               std::chrono::duration<double>(now - last_).count() >= 5.0 || it % 50 == 0) {
-      std::fprintf(stderr, "%s iteration %d/%d loss %.6e (%.2f it/s, ETA %s)\n", label_.c_str(), it,
-                   total, p.loss, rate, fmt_time(eta).c_str());
-      last_ = now;
-    }
-  }
-  void done() {
-    if (!quiet_ && tty_ && drawn_) std::fprintf(stderr, "\n");
-    drawn_ = false;
-  }
-
- private:
-  bool quiet_, tty_, drawn_ = false;
-  int stage_ = -1, first_ = 0;
-  std::string label_;
-  std::chrono::steady_clock::time_point start_, last_;
-};
-
 // Flags that may differ between the interrupted run and its --resume.
 const std::set<std::string> kResumeFree = {"resume", "quiet", "save-every", "iters", "json"};
 
@@ -115,7 +57,7 @@ std::string png_stem(const std::string& out) {
 
 // Every setting of the run as used, for the flags this command accepts.
 void write_effective_settings(Json& j, const Options& o, const RecipeOptions* r) {
-  auto has = [&](const char* f) { return o.flags.count(f) > 0; };
+  auto has = [&](const char* f) { return o.accepts(f); };
   j.begin_object("effective_settings");
   j.value("weights", o.weights);
   j.value("arch", o.arch);
@@ -301,7 +243,7 @@ void apply_common(Session& s, RecipeOptions& r) {
   r.checkpoint_prefix = o.out;
   r.resume = o.resume;
   r.settings.clear();
-  for (const auto& [k, v] : o.raw)
+  for (const auto& [k, v] : o.args.flags)
     if (!kResumeFree.count(k)) r.settings["--" + k] = v;
   r.snapshot_every = o.save_every;
   const std::string out = o.out;
@@ -316,14 +258,26 @@ void apply_common(Session& s, RecipeOptions& r) {
   int interrupt_at = 0, kill_at = 0;
   if (const char* e = std::getenv("PREIMAGE_TEST_INTERRUPT_AT")) interrupt_at = std::atoi(e);
   if (const char* e = std::getenv("PREIMAGE_TEST_KILL_AT")) kill_at = std::atoi(e);
-  auto bar = std::make_shared<Progress>(o.quiet);
-  r.progress = [bar, interrupt_at, kill_at](const ProgressInfo& p) {
+  // One bar per stage; a resumed stage's rate counts only this process's iterations.
+  auto bar = std::make_shared<ProgressPrinter>(o.quiet, "optimizing", "iteration", "it");
+  bar->every(50);
+  auto stage = std::make_shared<int>(-1);
+  r.progress = [bar, stage, interrupt_at, kill_at](const ProgressInfo& p) {
     if (interrupt_at > 0 && p.recorded == interrupt_at) {
       g_signal.store(SIGINT);
       g_cancel.store(true);
     }
-    bar->update(p);
-    if (p.iteration == p.iterations) bar->done();
+    if (p.stage != *stage) {
+      *stage = p.stage;
+      bar->restart(p.stages > 1
+                       ? "octave " + std::to_string(p.stage + 1) + "/" + std::to_string(p.stages)
+                       : std::string("optimizing"),
+                   p.iteration - 1);
+    }
+    char loss[48];
+    std::snprintf(loss, sizeof loss, "loss %.6e", p.loss);
+    bar->update(p.iteration, p.iterations, loss);
+    if (p.iteration == p.iterations) bar->finish();
     if (kill_at > 0 && p.recorded == kill_at) std::raise(SIGKILL);  // no handler, no cleanup
     return g_signal.load() == 0;
   };
@@ -356,7 +310,7 @@ int finish(Session& s, const RecipeResult& r) {
   j.end_array();
   j.value("output", s.opt.out);
   j.begin_object("settings");  // the flags as given
-  for (const auto& [k, v] : s.opt.raw) j.value(k, v);
+  for (const auto& [k, v] : s.opt.args.flags) j.value(k, v);
   j.end_object();
   write_effective_settings(j, s.opt, g_last_options);
   j.begin_array("inputs");  // every image read, with its SHA-256

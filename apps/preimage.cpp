@@ -37,11 +37,6 @@ namespace {
 
 using Args = cli::FlagArgs;
 
-std::string get(const Args& a, const std::string& k, const std::string& def) {
-  auto it = a.flags.find(k);
-  return it == a.flags.end() ? def : it->second;
-}
-
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
   size_t p = 0;
@@ -60,12 +55,21 @@ double norm(const Tensor& t) {
   return std::sqrt(acc);
 }
 
+const cli::FlagSet& forward_flags() {
+  static const cli::FlagSet f(
+      {"weights", "arch", "device"},
+      {{"input", "IMAGE", "input image", "a synthetic 64x64 pattern"},
+       {"size", "N|WxH", "resize the input first", "its size"},
+       {"layers", "L,...", "taps", "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"},
+       {"json", "", "print the result as JSON on stdout", "off"}});
+  return f;
+}
+
 int cmd_forward(const Args& a) {
-  require(a.positional.empty(),
-          "forward: unexpected argument '" + (a.positional.empty() ? "" : a.positional[0]) + "'");
-  const Device dev = resolve_device(get(a, "device", "auto"));
-  Weights w = load_weights(get(a, "weights", "random:0"), parse_arch(get(a, "arch", "vgg19")));
-  const bool json = get(a, "json", "0") == "1";
+  a.no_more_positional(0);
+  const Device dev = resolve_device(a.text("device"));
+  Weights w = load_weights(a.text("weights"), parse_arch(a.text("arch")));
+  const bool json = a.on("json");
   cli::Json j;
   j.begin_object();
   j.value("command", "forward");
@@ -77,7 +81,7 @@ int cmd_forward(const Args& a) {
     std::printf(
         "weights: %s%s\n", w.identity.c_str(),
         w.random ? "  (RANDOM features: seeded He-initialized VGG, not a trained network)" : "");
-  const std::string input = get(a, "input", "");
+  const std::string input = a.given("input") ? a.text("input") : "";
   Tensor img;
   if (input.empty()) {
     std::vector<float> v(3 * 64 * 64);
@@ -86,14 +90,13 @@ int cmd_forward(const Args& a) {
   } else {
     img = load_image(input);
   }
-  if (a.flags.count("size")) {
+  if (a.given("size")) {
     int h = 0, wd = 0;
-    parse_size(get(a, "size", ""), img.shape().h, img.shape().w, &h, &wd);
+    parse_size(a.text("size"), img.shape().h, img.shape().w, &h, &wd);
     img = resize(img.view(), h, wd);
   }
   Network net(std::move(w), dev);
-  std::vector<std::string> taps =
-      split(get(a, "layers", "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"));
+  std::vector<std::string> taps = split(a.text("layers"));
   img = img.to(dev);
   j.value("input", input.empty() ? std::string("(synthetic)") : input);
   if (!input.empty()) j.value("input_sha256", sha256_file(input));
@@ -138,19 +141,6 @@ int cmd_forward(const Args& a) {
   std::printf("forward+backward: %.1f ms\n", ms);
   return 0;
 }
-
-const char* const kForwardHelp =
-    "usage: preimage forward [options]\n"
-    "VGG forward/backward: per-layer shapes and norms of the activations and of the input "
-    "gradient of L = sum ||A||^2/(2 numel) over the layers\n"
-    "options:\n"
-    "  --weights FILE|random:SEED  VGG weights (default: random:0)\n"
-    "  --arch vgg16|vgg19          network architecture (default: vgg19)\n"
-    "  --device auto|cpu|cuda      where to compute (default: auto)\n"
-    "  --input IMAGE               input image (default: a synthetic 64x64 pattern)\n"
-    "  --size N|WxH                resize the input first (default: its size)\n"
-    "  --layers L,...              taps (default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)\n"
-    "  --json                      print the result as JSON on stdout\n";
 
 // The one command registry: every subcommand (two-word ones as "index build"), its summary, how
 // to run it and its --help text.
@@ -227,32 +217,41 @@ const std::vector<Entry>& registry() {
                      return c.run(cli::parse_options(c.name, argc, argv, 2, c.flags));
                    },
                    [&c] { return cli::command_help(c); }});
-    r.push_back({"forward", "VGG forward/backward: per-layer shapes and norms",
+    const std::string fwd = "VGG forward/backward: per-layer shapes and norms";
+    r.push_back({"forward", fwd,
                  [](int argc, char** argv) {
-                   return cmd_forward(cli::parse_flags(
-                       "forward", argc, argv, 2,
-                       {"weights", "arch", "input", "size", "layers", "device", "json"}, {"json"}));
+                   return cmd_forward(cli::parse_flags("forward", argc, argv, 2, forward_flags()));
                  },
-                 [] { return std::string(kForwardHelp); }});
+                 [fwd] {
+                   return cli::flags_help("forward [options]",
+                                          fwd +
+                                              " of the activations and of the input gradient of "
+                                              "L = sum ||A||^2/(2 numel) over the layers",
+                                          forward_flags());
+                 }});
     for (const auto& [name, summary] : cli::analysis_commands()) {
       const std::string n = name;
       r.push_back({n, summary,
                    [n](int argc, char** argv) { return cli::run_analysis(n, argc, argv); },
                    [n] { return cli::analysis_help(n); }, false});
     }
-    for (const char* sub : {"build", "add", "info", "verify"})
-      r.push_back({std::string("index ") + sub, "texture index of an image collection",
-                   cli::run_index_command, [] { return group_help(cli::index_usage()); },
-                   std::string(sub) == "info" || std::string(sub) == "verify"});
+    for (const char* sub : {"build", "add", "info", "verify"}) {
+      const std::string n = std::string("index ") + sub;
+      r.push_back({n, "texture index of an image collection", cli::run_index_command,
+                   [n] { return cli::index_help(n); }, n == "index info" || n == "index verify"});
+    }
     r.push_back({"search", "nearest textures in an index", cli::run_index_command,
-                 [] { return group_help(cli::index_usage()); }});
-    for (const char* sub : {"train", "invert", "eval"})
-      r.push_back({std::string("decoder ") + sub, "feature-inversion decoder",
-                   cli::run_decoder_command, [] { return group_help(cli::decoder_usage()); },
-                   std::string(sub) == "eval"});
-    for (const char* sub : {"train", "show", "apply"})
-      r.push_back({std::string("attributes ") + sub, "B-CNN attribute classifiers and edits",
-                   cli::run_attributes, [] { return group_help(cli::attributes_usage()); }, false});
+                 [] { return cli::index_help("search"); }});
+    for (const char* sub : {"train", "invert", "eval"}) {
+      const std::string n = std::string("decoder ") + sub;
+      r.push_back({n, "feature-inversion decoder", cli::run_decoder_command,
+                   [n] { return cli::decoder_help(n); }, n == "decoder eval"});
+    }
+    for (const char* sub : {"train", "show", "apply"}) {
+      const std::string n = std::string("attributes ") + sub;
+      r.push_back({n, "B-CNN attribute classifiers and edits", cli::run_attributes,
+                   [n] { return cli::attributes_help(n); }, false});
+    }
     return r;
   }();
   return list;

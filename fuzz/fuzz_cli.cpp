@@ -52,11 +52,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (o.given("arch")) preimage::parse_arch(o.arch);
       preimage::resolve_device(o.device);
     } else {
-      const auto fa = preimage::cli::parse_flags(
-          command, argc, argv.data(), 2, {"weights", "arch", "input", "size", "layers", "device"},
-          {"quiet"});
-      const auto it = fa.flags.find("layers");
-      if (it != fa.flags.end()) preimage::cli::parse_layers(it->second, "layers");
+      static const preimage::cli::FlagSet set(
+          {"weights", "arch", "input", "size", "layers", "device", "quiet", "batch"});
+      const auto fa = preimage::cli::parse_flags(command, argc, argv.data(), 2, set);
+      if (fa.given("layers")) preimage::cli::parse_layers(fa.text("layers"), "layers");
+      fa.integer("batch", 1, 4096);
     }
   } catch (const preimage::Error&) {
   }

@@ -18,6 +18,7 @@ Needs only the Python standard library (h5py, when present, adds the weights-fil
 """
 import hashlib
 import json
+import re
 import os
 import pty
 import shutil
@@ -545,11 +546,29 @@ def help_for_every_command():
             h = run(name.split() + [flag], d)
             assert h.returncode == 0, f"{name} {flag}: exit {h.returncode}: {h.stderr}"
             assert "usage" in h.stdout.lower() and not h.stderr, f"{name} {flag}: {h.stderr!r}"
-    # The recipe commands give every flag a help text and a default.
-    t = run(["texture", "--help"], d).stdout
-    for flag in ("--iters", "--size", "--layers", "--tv", "--save-every", "--json"):
+        # Every flag of every command: a line with its help text and its default (or
+        # "required"), and every flag the line names is one the command accepts.
+        flags = [x.strip() for x in h.stdout.split("options:\n", 1)[-1].splitlines()]
+        assert flags and all(f.startswith("--") for f in flags), f"{name}: {h.stdout!r}"
+        for line in flags:
+            m = re.match(r"--[\w-]+( \S+)?\s{2,}\S.*\((default: .+|required)\)$", line) or \
+                re.match(r"--[\w-]+ \S+ \S.*\((default: .+|required)\)$", line)
+            assert m, f"{name} --help: a flag lacks a help text or a default: {line!r}"
+        # The parser takes flags in order: past all the listed ones, only the bogus one fails.
+        given = [line.split()[0] + "=1" for line in flags]
+        probe = run(name.split() + given + ["--bogus-flag"], d)
+        assert "unknown flag --bogus-flag" in probe.stderr, \
+            f"{name}: --help names a flag the command refuses: {probe.stderr!r}"
+    # Defaults shown are the recipes' own (preimage/recipes.h), per command.
+    for name, flag, default in (("texture", "--iters", "100"), ("invert", "--iters", "200"),
+                                ("invert", "--tv", "5"), ("style", "--init", "input"),
+                                ("style", "--content-layers", "relu4_2"),
+                                ("dream", "--octaves", "3"), ("dream", "--jitter", "8"),
+                                ("visualize", "--size", "128"), ("search", "--k", "10"),
+                                ("descriptor", "--representation", "hog")):
+        t = run([name, "--help"], d).stdout
         line = next((x for x in t.splitlines() if x.strip().startswith(flag + " ")), "")
-        assert line and "default" in line, f"texture --help: {flag}: {line!r}"
+        assert line.endswith(f"(default: {default})"), f"{name} --help: {flag}: {line!r}"
     return f"{len(names)} commands"
 
 
