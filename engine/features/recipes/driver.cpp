@@ -452,6 +452,26 @@ void Driver::lbfgs(Objective& obj, Tensor& x, int stage, int stages) {
   x = xd.to(Device::CPU);
 }
 
+Tensor Driver::lbfgs_octaves(int height, int width, const std::vector<std::string>& memory_taps,
+                             const StageBuilder& build) {
+  if (!memory_taps.empty()) check_memory(height, width, memory_taps);
+  const auto sizes = octaves(height, width);
+  const int first = resume_stage(int(sizes.size()));
+  Tensor x;
+  for (int k = first; k < int(sizes.size()); ++k) {
+    const auto [h, w] = sizes[k];
+    if (!memory_taps.empty()) check_memory(h, w, memory_taps);
+    Objective obj;
+    const Tensor input = build(obj, k, h, w);
+    add_priors(obj, h, w);
+    // A resumed stage then loads its checkpoint over this start.
+    x = k == first ? initial_image(h, w, input.numel() ? &input : nullptr) : resize(x.view(), h, w);
+    lbfgs(obj, x, k, int(sizes.size()));
+    if (cancelled()) break;
+  }
+  return x;
+}
+
 void Driver::ascent(
     const Objective& obj, Tensor& x, int stage, int stages, std::mt19937_64& rng,
     const std::function<double(Tensor& x, int it, std::vector<double>& terms)>& step) {

@@ -38,6 +38,14 @@ class Driver {
 
   // One L-BFGS stage on the host image x (updated).
   void lbfgs(Objective& obj, Tensor& x, int stage, int stages);
+  // The octave loop of every L-BFGS recipe, written once: from the resumed stage (or 0) to the
+  // last, the memory check at the stage's size (none without taps), build(objective, stage, h, w)
+  // adds the stage's terms and returns the recipe's input at that size (or an empty tensor),
+  // then the priors, the start (options.init at the first stage run, the previous result
+  // upsampled after it) and the solver; stops on cancellation. Returns the last iterate.
+  using StageBuilder = std::function<Tensor(Objective& obj, int stage, int h, int w)>;
+  Tensor lbfgs_octaves(int height, int width, const std::vector<std::string>& memory_taps,
+                       const StageBuilder& build);
   // One ascent stage: step(x, it, terms) updates x and returns the objective value.
   void ascent(const Objective& obj, Tensor& x, int stage, int stages, std::mt19937_64& rng,
               const std::function<double(Tensor& x, int it, std::vector<double>& terms)>& step);

@@ -76,20 +76,11 @@ RecipeResult optimize_image(Network& net, const std::string& name, int height, i
                             const RecipeOptions& o,
                             const std::function<void(Objective&, int stage, int h, int w)>& build) {
   Driver drv(name, o, &net);
-  drv.check_memory(height, width, memory_taps);
-  const auto sizes = drv.octaves(height, width);
-  const int first = drv.resume_stage(int(sizes.size()));
-  Tensor x;
-  for (int k = first; k < int(sizes.size()); ++k) {
-    const auto [h, w] = sizes[k];
-    Objective obj;
-    build(obj, k, h, w);
-    drv.add_priors(obj, h, w);
-    x = k == first ? drv.initial_image(h, w, input.numel() ? &input : nullptr)
-                   : resize(x.view(), h, w);
-    drv.lbfgs(obj, x, k, int(sizes.size()));
-    if (drv.cancelled()) break;
-  }
+  Tensor x =
+      drv.lbfgs_octaves(height, width, memory_taps, [&](Objective& obj, int k, int h, int w) {
+        build(obj, k, h, w);
+        return input.numel() ? input.clone() : Tensor();  // options.init "input" resizes it
+      });
   return drv.finish(std::move(x));
 }
 
@@ -102,16 +93,9 @@ RecipeResult synthesize_texture(Network& net, const Tensor& source, const Textur
   const auto taps = tap_list(o.layers);
   net.check_taps(taps);
   const auto [H, W] = drv.target_size(source.shape().h, source.shape().w);
-  drv.check_memory(H, W, taps);
-  const auto sizes = drv.octaves(H, W);
-  const int first = drv.resume_stage(int(sizes.size()));
-  Tensor x;
-  for (int k = first; k < int(sizes.size()); ++k) {
-    const auto [h, w] = sizes[k];
-    drv.check_memory(h, w, taps);
+  Tensor x = drv.lbfgs_octaves(H, W, taps, [&](Objective& obj, int, int h, int) {
     // The source is scaled like the output relative to its full size.
     forward_host(net, scaled(source, double(h) / H), taps);
-    Objective obj;
     for (const auto& l : o.layers) {
       std::unique_ptr<Term> t = o.stats == "gram"
                                     ? make_gram_term(l.layer, net.tap(l.layer).view(), l.weight)
@@ -120,13 +104,8 @@ RecipeResult synthesize_texture(Network& net, const Tensor& source, const Textur
       t->label = o.stats + ":" + l.layer;
       obj.add(std::move(t));
     }
-    drv.add_priors(obj, h, w);
-    // The first stage starts from options.init (a resumed stage then loads its checkpoint
-    // over it); later stages from the previous stage's result, upsampled.
-    x = k == first ? drv.initial_image(h, w, &source) : resize(x.view(), h, w);
-    drv.lbfgs(obj, x, k, int(sizes.size()));
-    if (drv.cancelled()) break;
-  }
+    return source.clone();  // options.init "input" resizes it
+  });
   RecipeResult& r = drv.result();
   r.notes.emplace_back("stats", o.stats);
   if (!r.loss.empty()) r.metrics.emplace_back("final_loss", r.loss.back());
@@ -152,21 +131,14 @@ RecipeResult invert_descriptor(const Tensor& image, const InvertOptions& o) {
     throw Error(std::string("image: ") + e.what() +
                 (o.octaves > 1 ? " (at the first octave: try fewer options.octaves)" : ""));
   }
-  const int first = drv.resume_stage(int(sizes.size()));
-  Tensor x;
-  for (int k = first; k < int(sizes.size()); ++k) {
-    const auto [h, w] = sizes[k];
+  Tensor x = drv.lbfgs_octaves(H, W, {}, [&](Objective& obj, int, int h, int w) {
     Tensor imh = resize(img.view(), h, w);
     Tensor imk = imh.to(drv.device());
-    Objective obj;
     auto t = make_descriptor_term(d, imk.view(), 1.f);
     t->label = descriptor_name(d.kind);
     obj.add(std::move(t));
-    drv.add_priors(obj, h, w);
-    x = k == first ? drv.initial_image(h, w, &imh) : resize(x.view(), h, w);
-    drv.lbfgs(obj, x, k, int(sizes.size()));
-    if (drv.cancelled()) break;
-  }
+    return imh;
+  });
   RecipeResult& r = drv.result();
   r.notes.emplace_back("representation", descriptor_name(d.kind));
   r.notes.emplace_back("descriptor", probe.describe());
@@ -197,25 +169,16 @@ RecipeResult invert(Network* net, const Tensor& image, const InvertOptions& o) {
   drv.check_memory(H, W, taps);
   const Tensor img =
       H != image.shape().h || W != image.shape().w ? resize(image.view(), H, W) : image.clone();
-  const auto sizes = drv.octaves(H, W);
-  const int first = drv.resume_stage(int(sizes.size()));
-  Tensor x;
-  for (int k = first; k < int(sizes.size()); ++k) {
-    const auto [h, w] = sizes[k];
-    drv.check_memory(h, w, taps);
+  Tensor x = drv.lbfgs_octaves(H, W, taps, [&](Objective& obj, int, int h, int w) {
     Tensor imk = resize(img.view(), h, w);
     forward_host(*net, imk, taps);
-    Objective obj;
     for (const auto& l : o.layers) {
       auto t = make_feature_term(l.layer, net->tap(l.layer).view(), nullptr, l.weight);
       t->label = "feature:" + l.layer;
       obj.add(std::move(t));
     }
-    drv.add_priors(obj, h, w);
-    x = k == first ? drv.initial_image(h, w, &imk) : resize(x.view(), h, w);
-    drv.lbfgs(obj, x, k, int(sizes.size()));
-    if (drv.cancelled()) break;
-  }
+    return imk;
+  });
   // Normalized reconstruction error ‖Φ(x) − Φ₀‖ / ‖Φ₀‖ per layer, at full size.
   if (!drv.cancelled()) {
     forward_host(*net, resize(img.view(), x.shape().h, x.shape().w), taps);
@@ -266,14 +229,8 @@ RecipeResult style_transfer(Network& net, const Tensor& content, const std::vect
   const Tensor cimg = H != content.shape().h || W != content.shape().w
                           ? resize(content.view(), H, W)
                           : content.clone();
-  const auto sizes = drv.octaves(H, W);
-  const int first = drv.resume_stage(int(sizes.size()));
-  Tensor x;
-  for (int k = first; k < int(sizes.size()); ++k) {
-    const auto [h, w] = sizes[k];
-    drv.check_memory(h, w, all_taps);
+  Tensor x = drv.lbfgs_octaves(H, W, all_taps, [&](Objective& obj, int, int h, int w) {
     Tensor ck = resize(cimg.view(), h, w);
-    Objective obj;
     forward_host(net, ck, ctaps);
     for (const auto& l : o.content_layers) {
       auto ct =
@@ -295,11 +252,8 @@ RecipeResult style_transfer(Network& net, const Tensor& content, const std::vect
         obj.add(std::move(t));
       }
     }
-    drv.add_priors(obj, h, w);
-    x = k == first ? drv.initial_image(h, w, &ck) : resize(x.view(), h, w);
-    drv.lbfgs(obj, x, k, int(sizes.size()));
-    if (drv.cancelled()) break;
-  }
+    return ck;
+  });
   if (o.original_colors && !drv.cancelled())
     x = recipes_detail::transfer_luminance(x, resize(cimg.view(), x.shape().h, x.shape().w));
   return drv.finish(std::move(x));
@@ -315,25 +269,16 @@ RecipeResult caricature(Network& net, const Tensor& image, const CaricatureOptio
   drv.check_memory(H, W, taps);
   const Tensor img =
       H != image.shape().h || W != image.shape().w ? resize(image.view(), H, W) : image.clone();
-  const auto sizes = drv.octaves(H, W);
-  const int first = drv.resume_stage(int(sizes.size()));
-  Tensor x;
-  for (int k = first; k < int(sizes.size()); ++k) {
-    const auto [h, w] = sizes[k];
-    drv.check_memory(h, w, taps);
+  Tensor x = drv.lbfgs_octaves(H, W, taps, [&](Objective& obj, int, int h, int w) {
     Tensor imk = resize(img.view(), h, w);
     forward_host(net, imk, taps);
-    Objective obj;
     for (const auto& l : o.layers) {
       auto t = make_caricature_term(l.layer, net.tap(l.layer).view(), l.weight);
       t->label = "caricature:" + l.layer;
       obj.add(std::move(t));
     }
-    drv.add_priors(obj, h, w);
-    x = k == first ? drv.initial_image(h, w, &imk) : resize(x.view(), h, w);
-    drv.lbfgs(obj, x, k, int(sizes.size()));
-    if (drv.cancelled()) break;
-  }
+    return imk;
+  });
   return drv.finish(std::move(x));
 }
 
