@@ -45,8 +45,8 @@ const char* kUsage =
     "      attributes apply --input IMG --classifier C.h5 --attribute NAME|all --strength B\n"
     "                       --out X.png [--keep-content] [--layers L,..]\n";
 
-// The flags of attributes train|show|apply (their --help).
-const FlagSet& attribute_flags(const std::string& command) {
+// attributes train|show|apply: usage, summary and flags.
+const CommandSpec& attribute_spec(const std::string& command) {
   static const std::vector<Flag> kRun = {
       {"classifier", "FILE.h5", "a classifier from `attributes train`", "required"},
       {"attribute", "NAME|all", "the class to render or strengthen (all: one output each)",
@@ -59,9 +59,9 @@ const FlagSet& attribute_flags(const std::string& command) {
       {"iters", "N", "iterations per octave", "100"},
       {"tv", "W", "weight of the per-pixel mean of TV^B", "1"},
   };
-  static const std::map<std::string, FlagSet> sets = [] {
-    std::map<std::string, FlagSet> m;
-    m["attributes train"] = FlagSet(
+  static const std::map<std::string, CommandSpec> specs = [] {
+    std::map<std::string, CommandSpec> m;
+    FlagSet train(
         {"weights", "arch", "device", "quiet", "batch", "seed"},
         {{"data", "DIR", "one subfolder of images per attribute", "--data or --list"},
          {"list", "FILE", "lines 'path attribute' (split given by the file)", "--data or --list"},
@@ -73,11 +73,16 @@ const FlagSet& attribute_flags(const std::string& command) {
          {"test-fraction", "F", "held-out fraction per class (--data)", "0.25"},
          {"seed", "S", "train/test split seed (--data)", "0"},
          {"out", "FILE.h5", "the classifier", "required"}});
+    m["attributes train"] = {"attributes train --data DIR | --list FILE --out C.h5 [options]",
+                             "train B-CNN attribute classifiers (Lin & Maji; docs/attributes.md)",
+                             train};
     FlagSet show({"device", "quiet", "size", "history", "seed", "octaves", "octave-scale", "init",
                   "tv-beta", "alpha", "alpha-weight"},
                  kRun);
     show.set_default("size", "the classifier's training size");
-    m["attributes show"] = show;
+    m["attributes show"] = {
+        "attributes show --classifier C.h5 --attribute NAME|all --out X.png [options]",
+        "an image that the classifier sees as the attribute (from noise)", show};
     FlagSet apply = show;
     apply.add({"input", "IMAGE", "the image to edit", "required"});
     apply.add({"size", "N|WxH", "output size", "the input's size"});
@@ -89,10 +94,13 @@ const FlagSet& attribute_flags(const std::string& command) {
     apply.add(
         {"init", "noise|random|input|FILE", "initial image", "noise (--keep-content: input)"});
     apply.set_default("tv", "0");
-    m["attributes apply"] = apply;
+    m["attributes apply"] = {
+        "attributes apply --input IMG --classifier C.h5 --attribute NAME|all --out X.png "
+        "[options]",
+        "strengthen (or with a negative --strength weaken) an attribute in --input", apply};
     return m;
   }();
-  return sets.at(command);
+  return specs.at(command);
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -116,7 +124,7 @@ void check_out(const std::string& out, const std::string& ext) {
 
 int run_train(int argc, char** argv) {
   const std::string cmd = "attributes train";
-  const FlagArgs a = parse_flags(cmd, argc, argv, 3, attribute_flags(cmd));
+  const FlagArgs a = parse_flags(cmd, argc, argv, 3, attribute_spec(cmd).flags);
   a.no_more_positional(0);
   const bool quiet = a.on("quiet");
   const std::string out = a.text("out");
@@ -473,20 +481,7 @@ int run_apply(Options o) {
 }  // namespace
 
 std::string attributes_help(const std::string& command) {
-  static const std::map<std::string, std::pair<std::string, std::string>> usage = {
-      {"attributes train",
-       {"attributes train --data DIR | --list FILE --out C.h5 [options]",
-        "train B-CNN attribute classifiers (Lin & Maji; docs/attributes.md)"}},
-      {"attributes show",
-       {"attributes show --classifier C.h5 --attribute NAME|all --out X.png [options]",
-        "an image that the classifier sees as the attribute (from noise)"}},
-      {"attributes apply",
-       {"attributes apply --input IMG --classifier C.h5 --attribute NAME|all --out X.png "
-        "[options]",
-        "strengthen (or with a negative --strength weaken) an attribute in --input"}},
-  };
-  const auto& [u, summary] = usage.at(command);
-  return flags_help(u, summary, attribute_flags(command));
+  return attribute_spec(command).help();
 }
 
 const char* attributes_usage() {
@@ -509,10 +504,10 @@ int run_attributes(int argc, char** argv) {
   if (sub == "train") return run_train(argc, argv);
   if (sub == "show")
     return run_show(
-        parse_options("attributes show", argc, argv, 3, attribute_flags("attributes show")));
+        parse_options("attributes show", argc, argv, 3, attribute_spec("attributes show").flags));
   if (sub == "apply")
     return run_apply(
-        parse_options("attributes apply", argc, argv, 3, attribute_flags("attributes apply")));
+        parse_options("attributes apply", argc, argv, 3, attribute_spec("attributes apply").flags));
   throw Error("attributes: unknown subcommand '" + sub + "' (expected train, show or apply)");
 }
 

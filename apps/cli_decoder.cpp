@@ -47,50 +47,57 @@ using Clock = std::chrono::steady_clock;
 
 using Args = FlagArgs;
 
-const FlagSet& decoder_flags(const std::string& command) {
-  static const std::map<std::string, FlagSet> sets = {
+// decoder train|invert|eval: usage, summary and flags.
+const CommandSpec& decoder_spec(const std::string& command) {
+  static const std::map<std::string, CommandSpec> specs = {
       {"decoder train",
-       FlagSet(
-           {"weights", "arch", "device", "quiet", "batch", "resume"},
-           {{"layer", "L", "the VGG layer to invert (--representation vgg)", "required"},
-            {"representation", "vgg|hog|hog-uoctti|dsift", "what the decoder inverts", "vgg"},
-            {"cell", "PX", "HOG/DSIFT cell size", "the descriptor's"},
-            {"data", "DIR", "training images", "required"},
-            {"out", "FILE.h5", "the decoder (FILE.h5.ckpt: its training checkpoint)", "required"},
-            {"size", "N", "images are resized to N x N", "64"},
-            {"width", "C", "channels of the decoder's first up-convolution", "64"},
-            {"lr", "R", "Adam learning rate", "0.001"},
-            {"steps", "N", "training steps", "2000"},
-            {"max-seconds", "S", "stop after S seconds (0: no limit)", "0"},
-            {"holdout", "K", "held-out images", "a tenth of --data"},
-            {"seed", "S", "initialization and batch order seed", "0"},
-            {"feature-loss", "W", "weight of the feature-space loss (VGG)", "0"},
-            {"checkpoint-every", "N", "checkpoint every N steps (for --resume)", "200"},
-            {"resume", "", "continue from FILE.h5.ckpt", "off"}})},
+       {"decoder train --data DIR --out dec.h5 [options]",
+        "train an up-convolutional decoder (Dosovitskiy & Brox) for a layer",
+        FlagSet(
+            {"weights", "arch", "device", "quiet", "batch", "resume"},
+            {{"layer", "L", "the VGG layer to invert (--representation vgg)", "required"},
+             {"representation", "vgg|hog|hog-uoctti|dsift", "what the decoder inverts", "vgg"},
+             {"cell", "PX", "HOG/DSIFT cell size", "the descriptor's"},
+             {"data", "DIR", "training images", "required"},
+             {"out", "FILE.h5", "the decoder (FILE.h5.ckpt: its training checkpoint)", "required"},
+             {"size", "N", "images are resized to N x N", "64"},
+             {"width", "C", "channels of the decoder's first up-convolution", "64"},
+             {"lr", "R", "Adam learning rate", "0.001"},
+             {"steps", "N", "training steps", "2000"},
+             {"max-seconds", "S", "stop after S seconds (0: no limit)", "0"},
+             {"holdout", "K", "held-out images", "a tenth of --data"},
+             {"seed", "S", "initialization and batch order seed", "0"},
+             {"feature-loss", "W", "weight of the feature-space loss (VGG)", "0"},
+             {"checkpoint-every", "N", "checkpoint every N steps (for --resume)", "200"},
+             {"resume", "", "continue from FILE.h5.ckpt", "off"}})}},
       {"decoder invert",
-       FlagSet({"device", "quiet"},
-               {{"decoder", "FILE.h5", "a trained decoder", "required"},
-                {"input", "IMAGE", "the image to reconstruct", "required"},
-                {"out", "FILE.png", "the reconstruction", "required"},
-                {"weights", "FILE|random:SEED", "the network's weights", "the decoder's"},
-                {"layer", "L", "the layer", "the decoder's"}})},
+       {"decoder invert --decoder dec.h5 --input IMG --out rec.png [options]",
+        "reconstruct an image from its features in one decoder pass",
+        FlagSet({"device", "quiet"},
+                {{"decoder", "FILE.h5", "a trained decoder", "required"},
+                 {"input", "IMAGE", "the image to reconstruct", "required"},
+                 {"out", "FILE.png", "the reconstruction", "required"},
+                 {"weights", "FILE|random:SEED", "the network's weights", "the decoder's"},
+                 {"layer", "L", "the layer", "the decoder's"}})}},
       {"decoder eval",
-       FlagSet(
-           {"device", "quiet"},
-           {{"decoder", "FILE.h5", "a trained decoder", "required"},
-            {"data", "DIR", "evaluation images", "required"},
-            {"holdout", "K", "evaluate the last K images (0: all)", "the decoder's held-out count"},
-            {"lbfgs-images", "N", "images also inverted by L-BFGS for comparison", "2"},
-            {"lbfgs-iters", "N", "L-BFGS iterations per image", "200"},
-            {"weights", "FILE|random:SEED", "the network's weights", "the decoder's"},
-            {"layer", "L", "the layer", "the decoder's"},
-            {"json", "", "print the evaluation as JSON on stdout", "off"}})},
+       {"decoder eval --decoder dec.h5 --data DIR [options]",
+        "held-out reconstruction error of a decoder, against L-BFGS inversion",
+        FlagSet({"device", "quiet"},
+                {{"decoder", "FILE.h5", "a trained decoder", "required"},
+                 {"data", "DIR", "evaluation images", "required"},
+                 {"holdout", "K", "evaluate the last K images (0: all)",
+                  "the decoder's held-out count"},
+                 {"lbfgs-images", "N", "images also inverted by L-BFGS for comparison", "2"},
+                 {"lbfgs-iters", "N", "L-BFGS iterations per image", "200"},
+                 {"weights", "FILE|random:SEED", "the network's weights", "the decoder's"},
+                 {"layer", "L", "the layer", "the decoder's"},
+                 {"json", "", "print the evaluation as JSON on stdout", "off"}})}},
   };
-  return sets.at(command);
+  return specs.at(command);
 }
 
 Args parse(const std::string& what, int argc, char** argv) {
-  Args a = parse_flags(what, argc, argv, 3, decoder_flags(what));
+  Args a = parse_flags(what, argc, argv, 3, decoder_spec(what).flags);
   a.no_more_positional(0);
   return a;
 }
@@ -608,17 +615,7 @@ const char* decoder_usage() {
 }
 
 std::string decoder_help(const std::string& command) {
-  static const std::map<std::string, std::string> usage = {
-      {"decoder train", "decoder train --data DIR --out dec.h5 [options]"},
-      {"decoder invert", "decoder invert --decoder dec.h5 --input IMG --out rec.png [options]"},
-      {"decoder eval", "decoder eval --decoder dec.h5 --data DIR [options]"},
-  };
-  static const std::map<std::string, std::string> summary = {
-      {"decoder train", "train an up-convolutional decoder (Dosovitskiy & Brox) for a layer"},
-      {"decoder invert", "reconstruct an image from its features in one decoder pass"},
-      {"decoder eval", "held-out reconstruction error of a decoder, against L-BFGS inversion"},
-  };
-  return flags_help(usage.at(command), summary.at(command), decoder_flags(command));
+  return decoder_spec(command).help();
 }
 
 int run_decoder_command(int argc, char** argv) {

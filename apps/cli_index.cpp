@@ -39,8 +39,8 @@ namespace {
 
 using IndexArgs = FlagArgs;
 
-// The flags of index build|add|info|verify and search (their --help).
-const FlagSet& index_flags(const std::string& command) {
+// index build|add|info|verify and search: usage, summary and flags.
+const CommandSpec& index_spec(const std::string& command) {
   static const std::vector<Flag> kBuild = {
       {"out", "FILE.h5", "the index (approximate types: also a directory FILE.h5.d)", "required"},
       {"layers", "L,...", "layers whose Gram matrices describe a texture", "pool1,pool2"},
@@ -51,23 +51,34 @@ const FlagSet& index_flags(const std::string& command) {
        "exact scan, or FAISS over compact descriptors (docs/scaling.md)", "exact"},
       {"dim", "D", "compact descriptor size (ivfpq, hnsw)", "128"},
   };
-  static const std::map<std::string, FlagSet> sets = {
-      {"index build", FlagSet({"weights", "arch", "device", "quiet", "batch"}, kBuild)},
-      {"index add", FlagSet({"device", "quiet", "batch"},
-                            {{"layers", "L,...", "must match the index's layers", "the index's"}})},
-      {"index info", FlagSet({}, {{"json", "", "print the summary as JSON on stdout", "off"}})},
+  static const std::map<std::string, CommandSpec> specs = {
+      {"index build",
+       {"index build DIR|IMAGE... --out idx.h5 [options]",
+        "texture index of an image collection (Gram statistics)",
+        FlagSet({"weights", "arch", "device", "quiet", "batch"}, kBuild)}},
+      {"index add",
+       {"index add idx.h5 DIR|IMAGE... [options]",
+        "append images to an index (append-only for ivfpq/hnsw)",
+        FlagSet({"device", "quiet", "batch"},
+                {{"layers", "L,...", "must match the index's layers", "the index's"}})}},
+      {"index info",
+       {"index info idx.h5 [options]", "type, settings, entries and size",
+        FlagSet({}, {{"json", "", "print the summary as JSON on stdout", "off"}})}},
       {"index verify",
-       FlagSet({}, {{"json", "", "print the verification as JSON on stdout", "off"}})},
+       {"index verify idx.h5 [options]", "check every entry and checksum",
+        FlagSet({}, {{"json", "", "print the verification as JSON on stdout", "off"}})}},
       {"search",
-       FlagSet({"device", "quiet"},
-               {{"k", "K", "results per query", "10"},
-                {"json", "", "print the results as JSON on stdout", "off"},
-                {"sheet", "FILE.png", "a contact sheet of the results", "none"},
-                {"crop", "F", "centre crop of each query, a fraction in (0, 1]", "the index's"},
-                {"layers", "L,...", "must match the index's layers", "the index's"},
-                {"weights", "FILE|random:SEED", "must match the index's weights", "the index's"}})},
+       {"search idx.h5 QUERY|DIR... [options]", "nearest textures of each query",
+        FlagSet(
+            {"device", "quiet"},
+            {{"k", "K", "results per query", "10"},
+             {"json", "", "print the results as JSON on stdout", "off"},
+             {"sheet", "FILE.png", "a contact sheet of the results", "none"},
+             {"crop", "F", "centre crop of each query, a fraction in (0, 1]", "the index's"},
+             {"layers", "L,...", "must match the index's layers", "the index's"},
+             {"weights", "FILE|random:SEED", "must match the index's weights", "the index's"}})}},
   };
-  return sets.at(command);
+  return specs.at(command);
 }
 
 std::vector<std::string> split_list(const std::string& s, const std::string& flag) {
@@ -539,31 +550,19 @@ const char* index_usage() {
 }
 
 std::string index_help(const std::string& command) {
-  static const std::map<std::string, std::pair<std::string, std::string>> usage = {
-      {"index build",
-       {"index build DIR|IMAGE... --out idx.h5 [options]",
-        "texture index of an image collection (Gram statistics)"}},
-      {"index add",
-       {"index add idx.h5 DIR|IMAGE... [options]",
-        "append images to an index (append-only for ivfpq/hnsw)"}},
-      {"index info", {"index info idx.h5 [options]", "type, settings, entries and size"}},
-      {"index verify", {"index verify idx.h5 [options]", "check every entry and checksum"}},
-      {"search", {"search idx.h5 QUERY|DIR... [options]", "nearest textures of each query"}},
-  };
-  const auto& [u, summary] = usage.at(command);
-  return flags_help(u, summary, index_flags(command));
+  return index_spec(command).help();
 }
 
 int run_index_command(int argc, char** argv) {
   const std::string cmd = argv[1];
   if (cmd == "search")
-    return cmd_search(parse_flags("search", argc, argv, 2, index_flags("search")));
+    return cmd_search(parse_flags("search", argc, argv, 2, index_spec("search").flags));
   require(argc >= 3, "index: expected a subcommand: build, add, info or verify");
   const std::string sub = argv[2];
   const std::string what = "index " + sub;
   if (sub != "build" && sub != "add" && sub != "info" && sub != "verify")
     throw Error("index: unknown subcommand '" + sub + "' (expected build, add, info or verify)");
-  const FlagArgs a = parse_flags(what, argc, argv, 3, index_flags(what));
+  const FlagArgs a = parse_flags(what, argc, argv, 3, index_spec(what).flags);
   if (sub == "build") return cmd_build(a);
   if (sub == "add") return cmd_add(a);
   if (sub == "info") return cmd_info(a);

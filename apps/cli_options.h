@@ -128,6 +128,13 @@ struct Options {
 // help text and default.
 std::string flags_help(const std::string& usage, const std::string& summary, const FlagSet& set);
 
+// A subcommand's self-description: its usage line (after "preimage "), summary and flags.
+struct CommandSpec {
+  std::string usage, summary;
+  FlagSet flags;
+  std::string help() const { return flags_help(usage, summary, flags); }
+};
+
 // The recipe commands' Options from argv[first..] and the command's FlagSet. Throws
 // preimage::Error naming the flag for unknown flags, missing values, bad numbers and out-of-range
 // values.
