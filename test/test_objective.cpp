@@ -394,6 +394,19 @@ TEST_CASE("objective with priors only and error messages", "[objective]") {
   const double v_ref = cpu::tv_loss_grad(x.data.data(), ref.data(), 3, 7, 9, 2.f, 1e-4f, 1.f);
   CHECK(v == Approx(v_ref).epsilon(1e-12));
   CHECK(max_rel_error(grad.to_vector(), ref) == 0.0);
+  // Without a network (descriptor inversion): priors alone evaluate, the same value and
+  // gradient; a term that reads a tap is refused with an error naming it.
+  Tensor grad_nn;
+  CHECK(obj.evaluate(nullptr, xt.view(), grad_nn) == v);
+  CHECK(max_rel_error(grad_nn.to_vector(), ref) == 0.0);
+  Objective with_tap;
+  with_tap.add(make_dream_term("relu2_1"));
+  try {
+    with_tap.evaluate(nullptr, xt.view(), grad_nn);
+    FAIL("expected an error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("relu2_1") != std::string::npos);
+  }
   // a term whose layer the activations lack names it
   auto term = make_dream_term("relu3_1");
   try {

@@ -569,17 +569,20 @@ std::vector<std::string> Objective::taps() const {
   return out;
 }
 
-double Objective::evaluate(Network& net, const View& image, Tensor& grad,
+double Objective::evaluate(Network* net, const View& image, Tensor& grad,
                            std::vector<double>* per_term) {
   require(!terms_.empty(), "Objective::evaluate: the objective has no terms");
   const Device d = image.device;
   Backend& be = backend(d);
   const std::vector<std::string> tap_list = taps();
+  if (net == nullptr && !tap_list.empty())
+    throw Error("Objective::evaluate: terms read network taps (" + tap_list.front() +
+                ") but no network was given");
   TapViews acts, grads;
   if (!tap_list.empty()) {
-    net.forward(image, tap_list);
+    net->forward(image, tap_list);
     for (const auto& tap : tap_list) {
-      const Tensor& a = net.tap(tap);
+      const Tensor& a = net->tap(tap);
       Tensor& g = tap_grads_[tap];
       ensure(g, a.shape(), d);
       be.fill(g.data(), 0.f, g.numel());
@@ -603,7 +606,7 @@ double Objective::evaluate(Network& net, const View& image, Tensor& grad,
     if (per_term) per_term->push_back(v);
   }
   if (!tap_list.empty()) {
-    net.backward(grads, grad);
+    net->backward(grads, grad);
     if (priors) be.axpby(1.f, prior_grad_.data(), 1.f, grad.data(), grad.numel());
   } else {
     ensure(grad, image.shape, d);

@@ -421,7 +421,7 @@ void Driver::lbfgs(Objective& obj, Tensor& x, int stage, int stages) {
   // The objective evaluates into its own gradient tensor; the solver owns gv.
   auto eval = [&](const View& xv, const View& gv) -> double {
     std::vector<double> per;
-    const double val = obj.evaluate(*net_, xv, grad, &per);
+    const double val = obj.evaluate(net_, xv, grad, &per);  // null: descriptor terms
     copy_view(grad.view(), gv);
     last_terms = std::move(per);
     return val;

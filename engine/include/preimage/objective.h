@@ -55,6 +55,12 @@ class Objective {
   // E(x) and dE/dx (grad is resized to x's shape). per_term, if given, receives each term's
   // weighted value in order.
   double evaluate(Network& net, const View& image, Tensor& grad,
+                  std::vector<double>* per_term = nullptr) {
+    return evaluate(&net, image, grad, per_term);
+  }
+  // The same; net may be null when no term reads a network tap (image priors, descriptor
+  // terms). Throws Error when a term needs taps and there is no network.
+  double evaluate(Network* net, const View& image, Tensor& grad,
                   std::vector<double>* per_term = nullptr);
 
  private:
