@@ -93,9 +93,10 @@ RecipeResult synthesize_texture(Network& net, const Tensor& source, const Textur
   const auto taps = tap_list(o.layers);
   net.check_taps(taps);
   const auto [H, W] = drv.target_size(source.shape().h, source.shape().w);
+  const int full_h = H;  // clang 14 cannot capture a structured binding
   Tensor x = drv.lbfgs_octaves(H, W, taps, [&](Objective& obj, int, int h, int) {
     // The source is scaled like the output relative to its full size.
-    forward_host(net, scaled(source, double(h) / H), taps);
+    forward_host(net, scaled(source, double(h) / full_h), taps);
     for (const auto& l : o.layers) {
       std::unique_ptr<Term> t = o.stats == "gram"
                                     ? make_gram_term(l.layer, net.tap(l.layer).view(), l.weight)
