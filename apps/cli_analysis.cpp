@@ -3,10 +3,7 @@
 // a later one fails, so a failed run leaves nothing partial behind.
 #include "cli_analysis.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>

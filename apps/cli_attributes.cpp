@@ -6,11 +6,8 @@
 // written and then run the shared L-BFGS driver (cli_run.h): PNG + JSON sidecar, both atomic.
 #include "cli_attributes.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>

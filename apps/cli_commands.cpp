@@ -2,7 +2,6 @@
 // shared driver (cli_run.h).
 #include "cli_commands.h"
 
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>

@@ -11,8 +11,6 @@
 //            [--lbfgs-iters N] [--weights W] [--layer L] [--device D] [--json]
 #include "cli_decoder.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>

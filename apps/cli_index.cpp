@@ -12,8 +12,6 @@
 //                   [--layers L] [--weights W] [--device auto] [--quiet]
 #include "cli_index.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
